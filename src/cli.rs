@@ -1,0 +1,111 @@
+//! The command line: `sluice -c FILE [-d] [-u] [-t]`, then building the
+//! Pingora server with the gateway's services.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service as ListeningService;
+
+use crate::admin::AdminApp;
+use crate::config::{self, ConfigError, Loaded};
+use crate::filters::Registry;
+use crate::gateway::{Gateway, Shared};
+use crate::proxy::Proxy;
+use crate::upstream::HealthService;
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "An API gateway on Cloudflare Pingora")]
+pub struct Cli {
+    /// The YAML config file.
+    #[arg(short = 'c', long = "conf", default_value = "conf/gateway.yaml")]
+    pub conf: String,
+    /// Run in the background.
+    #[arg(short, long)]
+    pub daemon: bool,
+    /// Take the listening sockets over from a running instance (zero-downtime upgrade).
+    #[arg(short, long)]
+    pub upgrade: bool,
+    /// Validate the config file and exit: 0 if valid, 1 with every error otherwise.
+    #[arg(short, long)]
+    pub test: bool,
+}
+
+fn report(path: &str, errors: &[ConfigError]) {
+    eprintln!("{path}: {} error(s):", errors.len());
+    for e in errors {
+        eprintln!("  {e}");
+    }
+}
+
+/// Parses the command line and runs the gateway with the given filter kinds.
+pub fn run(registry: Registry) -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    let loaded = match config::load_file(&cli.conf, &registry) {
+        Ok(l) => l,
+        Err(errors) => {
+            report(&cli.conf, &errors);
+            return ExitCode::from(1);
+        }
+    };
+    if cli.test {
+        println!("{}: configuration is valid", cli.conf);
+        return ExitCode::SUCCESS;
+    }
+    match serve(cli, loaded) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sluice: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
+    let Loaded {
+        server: server_conf,
+        gateway: config,
+    } = loaded;
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let listeners = config.listeners.clone();
+    let admin = config.admin.clone();
+    let shared = Shared::new(Gateway::build(config));
+
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Proxy::new(shared.clone()));
+    for l in &listeners {
+        match &l.tls {
+            None => proxy.add_tcp(&l.address),
+            Some(tls) => proxy
+                .add_tls(&l.address, &tls.cert, &tls.key)
+                .map_err(|e| format!("listener {}: TLS setup failed: {e}", l.address))?,
+        }
+    }
+    server.add_service(proxy);
+    server.add_service(background_service(
+        "health checks",
+        HealthService {
+            shared: shared.clone(),
+        },
+    ));
+    if let Some(addr) = admin {
+        let mut svc = ListeningService::new("admin".to_string(), AdminApp { shared: Arc::clone(&shared) });
+        svc.add_tcp(&addr);
+        server.add_service(svc);
+    }
+    log::info!("sluice starting: {} listener(s)", listeners.len());
+    server.run_forever()
+}

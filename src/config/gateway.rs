@@ -1,0 +1,226 @@
+//! The gateway's sections as a whole: listeners, admin, trusted proxies and
+//! filters here; upstreams, limits and routes in their own files. Cross-section
+//! references (a route naming an upstream, limit or filter) are checked last.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde_yaml::{Mapping, Value};
+
+use super::model::{Config, ListenerSpec, TlsSpec};
+use super::node::{Errors, Node};
+use crate::filters::{Filter, Registry};
+
+pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option<Config> {
+    let root_value = Value::Mapping(top.clone());
+    let root = Node::root(&root_value);
+    let field = |key: &str| top.get(key).map(|v| root.child(key, v));
+
+    let listeners = match field("listen") {
+        Some(n) => listeners(&n, errs),
+        None => {
+            errs.push("listen", "at least one listener is required");
+            Vec::new()
+        }
+    };
+    let admin = field("admin").and_then(|n| {
+        let s = n.str(errs)?;
+        match s.parse::<SocketAddr>() {
+            Ok(_) => Some(s.to_string()),
+            Err(_) => {
+                errs.push(n.path(), format!("`{s}` is not an address such as 127.0.0.1:9901"));
+                None
+            }
+        }
+    });
+    let trusted_proxies = field("trusted_proxies")
+        .map(|n| trusted(&n, errs))
+        .unwrap_or_default();
+    let upstreams = field("upstreams")
+        .map(|n| super::upstreams::validate(&n, errs))
+        .unwrap_or_default();
+    let limits = field("limits")
+        .map(|n| super::limits::validate(&n, errs))
+        .unwrap_or_default();
+    let mut filters = field("filters")
+        .map(|n| declared_filters(&n, registry, errs))
+        .unwrap_or_default();
+    let routes = match field("routes") {
+        Some(n) => super::routes::validate(&n, errs),
+        None => {
+            errs.push("routes", "at least one route is required");
+            Vec::new()
+        }
+    };
+
+    // Check references against the names declared, not only the valid ones: a
+    // broken upstream is reported once, at its own path, not again per route.
+    let declared = |section: &str| -> Vec<String> {
+        top.get(section)
+            .and_then(Value::as_mapping)
+            .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let upstream_names = declared("upstreams");
+    let limit_names = declared("limits");
+    let filter_names = declared("filters");
+
+    // A route may name a declared filter, or a registered kind directly.
+    for (i, route) in routes.iter().enumerate() {
+        let at = |key: &str, j: usize| format!("routes[{i}].{key}[{j}]");
+        if !route.upstream.is_empty() && !upstream_names.contains(&route.upstream) {
+            errs.push(
+                format!("routes[{i}].upstream"),
+                format!("no upstream named `{}`", route.upstream),
+            );
+        }
+        for (j, name) in route.limits.iter().enumerate() {
+            if !limit_names.contains(name) {
+                errs.push(at("limits", j), format!("no limit named `{name}`"));
+            }
+        }
+        for (j, name) in route.filters.iter().enumerate() {
+            if filters.contains_key(name) || filter_names.contains(name) {
+                continue;
+            }
+            if registry.contains(name) {
+                match registry.build(name, &Value::Null) {
+                    Ok(f) => {
+                        filters.insert(name.clone(), f);
+                    }
+                    Err(e) => errs.push(at("filters", j), e),
+                }
+            } else {
+                errs.push(
+                    at("filters", j),
+                    format!(
+                        "no filter named `{name}` (declare it under `filters:` or use a registered kind: {})",
+                        registry.kinds().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    Some(Config {
+        listeners,
+        admin,
+        trusted_proxies,
+        upstreams,
+        limits,
+        filters,
+        routes,
+    })
+}
+
+fn listeners(node: &Node, errs: &mut Errors) -> Vec<ListenerSpec> {
+    let mut out = Vec::new();
+    let Some(items) = node.seq(errs) else {
+        return out;
+    };
+    if items.is_empty() {
+        errs.push(node.path(), "at least one listener is required");
+    }
+    for (i, item) in items.iter().enumerate() {
+        let n = node.item(i, item);
+        let spec = match item {
+            Value::String(_) => n.str(errs).map(|a| (a, None)),
+            _ => n.mapping(errs, &["address", "tls"]).and_then(|m| {
+                let address = match n.field(m, "address") {
+                    Some(a) => a.str(errs),
+                    None => {
+                        errs.push(n.key_path("address"), "required");
+                        None
+                    }
+                };
+                let tls = n.field(m, "tls").and_then(|t| {
+                    let tm = t.mapping(errs, &["cert", "key"])?;
+                    let mut file = |key: &str| match t.field(tm, key) {
+                        Some(f) => f.str(errs).map(String::from),
+                        None => {
+                            errs.push(t.key_path(key), "required");
+                            None
+                        }
+                    };
+                    let cert = file("cert");
+                    let key = file("key");
+                    for (k, p) in [("cert", &cert), ("key", &key)] {
+                        if let Some(p) = p {
+                            if let Err(e) = std::fs::metadata(p) {
+                                errs.push(t.key_path(k), format!("cannot read `{p}`: {e}"));
+                            }
+                        }
+                    }
+                    Some(TlsSpec {
+                        cert: cert?,
+                        key: key?,
+                    })
+                });
+                address.map(|a| (a, tls))
+            }),
+        };
+        if let Some((address, tls)) = spec {
+            if address.parse::<SocketAddr>().is_err() {
+                errs.push(
+                    n.path(),
+                    format!("`{address}` is not an address such as 0.0.0.0:8080"),
+                );
+                continue;
+            }
+            out.push(ListenerSpec {
+                address: address.to_string(),
+                tls,
+            });
+        }
+    }
+    out
+}
+
+fn trusted(node: &Node, errs: &mut Errors) -> Vec<IpNet> {
+    node.str_list(errs)
+        .into_iter()
+        .filter_map(|(n, s)| {
+            // A bare address means that one host.
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => Some(net),
+                Err(_) => {
+                    errs.push(n.path(), format!("`{s}` is not an address or CIDR block"));
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn declared_filters(
+    node: &Node,
+    registry: &Registry,
+    errs: &mut Errors,
+) -> BTreeMap<String, Arc<dyn Filter>> {
+    let mut out = BTreeMap::new();
+    for (name, value) in node.named_entries(errs) {
+        let n = node.child(name, value);
+        let Value::Mapping(m) = value else {
+            errs.push(n.path(), "expected a mapping with a `type`");
+            continue;
+        };
+        let Some(kind) = m.get("type").and_then(Value::as_str) else {
+            errs.push(n.key_path("type"), "required: the filter's registered kind");
+            continue;
+        };
+        let mut settings = m.clone();
+        settings.remove("type");
+        match registry.build(kind, &Value::Mapping(settings)) {
+            Ok(f) => {
+                out.insert(name.to_string(), f);
+            }
+            Err(e) => errs.push(n.path(), e),
+        }
+    }
+    out
+}

@@ -1,0 +1,127 @@
+//! `limits:`: named admission limits that routes refer to.
+
+use std::collections::BTreeMap;
+
+use super::node::{Errors, Node};
+use crate::keys::KeySpec;
+use crate::limits::{Algorithm, LimitSpec, OnMissing, DEFAULT_MAX_KEYS};
+
+const COMMON: &[&str] = &["algorithm", "key", "shadow", "on_missing", "status", "max_keys"];
+
+pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, LimitSpec> {
+    let mut out = BTreeMap::new();
+    for (name, value) in node.named_entries(errs) {
+        let n = node.child(name, value);
+        if let Some(spec) = limit(name, &n, errs) {
+            out.insert(name.to_string(), spec);
+        }
+    }
+    out
+}
+
+fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
+    // The algorithm decides which keys are allowed, so read it first.
+    let Some(map) = n.value.as_mapping() else {
+        n.mapping(errs, COMMON);
+        return None;
+    };
+    let algorithm_name = match n.field(map, "algorithm") {
+        Some(a) => a.str(errs)?,
+        None => {
+            errs.push(n.key_path("algorithm"), "required: token_bucket, sliding_window or concurrency");
+            return None;
+        }
+    };
+    let specific: &[&str] = match algorithm_name {
+        "token_bucket" => &["capacity", "fill_rate"],
+        "sliding_window" => &["limit", "window"],
+        "concurrency" => &["max"],
+        other => {
+            errs.push(
+                n.key_path("algorithm"),
+                format!("unknown algorithm `{other}` (token_bucket, sliding_window, concurrency)"),
+            );
+            return None;
+        }
+    };
+    let allowed: Vec<&str> = COMMON.iter().chain(specific).copied().collect();
+    let m = n.mapping(errs, &allowed)?;
+    let field = |k: &str| n.field(m, k);
+    let required = |k: &str, errs: &mut Errors| {
+        let f = field(k);
+        if f.is_none() {
+            errs.push(n.key_path(k), "required");
+        }
+        f
+    };
+
+    let algorithm = match algorithm_name {
+        "token_bucket" => {
+            let capacity = required("capacity", errs).and_then(|c| c.positive(errs));
+            let fill_rate = required("fill_rate", errs).and_then(|c| c.positive(errs));
+            if let Some(c) = capacity {
+                if c < 1.0 {
+                    errs.push(n.key_path("capacity"), "must be at least 1 (one request's cost)");
+                }
+            }
+            Some(Algorithm::TokenBucket {
+                capacity: capacity?,
+                fill_rate: fill_rate?,
+            })
+        }
+        "sliding_window" => {
+            let limit = required("limit", errs).and_then(|l| l.uint(errs, 1, u32::MAX as u64));
+            let window = required("window", errs).and_then(|w| w.duration(errs));
+            Some(Algorithm::SlidingWindow {
+                limit: limit?,
+                window: window?,
+            })
+        }
+        _ => {
+            let max = required("max", errs).and_then(|m| m.uint(errs, 1, u32::MAX as u64));
+            Some(Algorithm::Concurrency { max: max? })
+        }
+    };
+    let key = match field("key") {
+        None => Some(KeySpec::ClientIp),
+        Some(k) => k.str(errs).and_then(|s| match KeySpec::parse(s) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                errs.push(k.path(), e);
+                None
+            }
+        }),
+    };
+    let shadow = match field("shadow") {
+        None => Some(false),
+        Some(s) => s.bool(errs),
+    };
+    let on_missing = match field("on_missing") {
+        None => Some(OnMissing::Shared),
+        Some(o) => match o.str(errs)? {
+            "admit" | "shared" => Some(OnMissing::Shared),
+            "reject" => Some(OnMissing::Reject),
+            other => {
+                errs.push(o.path(), format!("unknown `{other}` (admit, reject)"));
+                None
+            }
+        },
+    };
+    let status = match field("status") {
+        None => Some(429),
+        Some(s) => s.uint(errs, 400, 599).map(|s| s as u16),
+    };
+    let max_keys = match field("max_keys") {
+        None => Some(DEFAULT_MAX_KEYS),
+        Some(k) => k.uint(errs, 1, 100_000_000).map(|k| k as usize),
+    };
+    Some(LimitSpec {
+        name: name.to_string(),
+        algorithm: algorithm?,
+        key: key?,
+        shadow: shadow?,
+        on_missing: on_missing?,
+        status: status?,
+        max_keys: max_keys?,
+    })
+}

@@ -1,0 +1,122 @@
+//! The validated configuration the gateway runs on. Every value here has been
+//! checked; nothing downstream re-validates or can fail on it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use ipnet::IpNet;
+
+use crate::filters::Filter;
+use crate::keys::KeySpec;
+use crate::limits::LimitSpec;
+
+#[derive(Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerSpec>,
+    pub admin: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    pub limits: BTreeMap<String, LimitSpec>,
+    /// Filter instances by the name routes use.
+    pub filters: BTreeMap<String, Arc<dyn Filter>>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub address: String,
+    pub tls: Option<TlsSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSpec {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    ConsistentHash,
+}
+
+impl Balance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::Random => "random",
+            Balance::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub balance: Balance,
+    /// What `consistent_hash` hashes on (default `client_ip`).
+    pub hash_key: KeySpec,
+    pub backends: Vec<BackendSpec>,
+    pub health_check: Option<HealthCheckSpec>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long an idle upstream connection stays in the pool.
+    pub idle_timeout: Duration,
+    /// Further attempts after a connect failure, each on another backend.
+    pub retries: u32,
+    /// Speak TLS to the backends.
+    pub tls: bool,
+    /// SNI and Host for TLS backends and HTTP health checks.
+    pub sni: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheckSpec {
+    pub kind: HealthKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_after: u32,
+    pub unhealthy_after: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HealthKind {
+    Tcp,
+    Http {
+        path: String,
+        host: Option<String>,
+        /// Statuses that count as healthy (default: 200..=399).
+        statuses: Vec<(u16, u16)>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteSpec {
+    pub name: String,
+    pub host: Option<HostMatch>,
+    pub path_prefix: String,
+    pub methods: Option<Vec<Method>>,
+    pub strip_prefix: bool,
+    pub upstream: String,
+    pub limits: Vec<String>,
+    pub filters: Vec<String>,
+}
+
+/// `api.example.com` (exact) or `*.example.com` (any subdomain, not the apex).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HostMatch {
+    Exact(String),
+    /// The suffix including its leading dot: `.example.com`.
+    Wildcard(String),
+}

@@ -1,0 +1,125 @@
+//! `routes:`: which requests go to which upstream, through which limits and filters.
+
+use std::collections::BTreeSet;
+
+use http::Method;
+
+use super::model::{HostMatch, RouteSpec};
+use super::node::{Errors, Node};
+
+const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "host",
+    "path_prefix",
+    "methods",
+    "strip_prefix",
+    "upstream",
+    "limits",
+    "filters",
+];
+
+pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
+    let mut out = Vec::new();
+    let Some(items) = node.seq(errs) else {
+        return out;
+    };
+    let mut names = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let n = node.item(i, item);
+        let Some(route) = route(i, &n, errs) else {
+            continue;
+        };
+        if !names.insert(route.name.clone()) {
+            errs.push(n.key_path("name"), format!("route name `{}` is used twice", route.name));
+        }
+        // Two routes with the same host, prefix and methods: the second could never match.
+        let signature = (route.host.clone(), route.path_prefix.clone(), format!("{:?}", route.methods));
+        if !seen.insert(signature) {
+            errs.push(n.path(), "same host, path_prefix and methods as an earlier route: it would never match");
+        }
+        out.push(route);
+    }
+    out
+}
+
+fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
+    let m = n.mapping(errs, ROUTE_KEYS)?;
+    let field = |k: &str| n.field(m, k);
+    let name = match field("name") {
+        None => Some(format!("route{i}")),
+        Some(v) => v.str(errs).map(String::from),
+    };
+    let host = field("host").and_then(|h| {
+        let s = h.str(errs)?.to_ascii_lowercase();
+        if let Some(suffix) = s.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                errs.push(h.path(), "a wildcard host looks like `*.example.com`");
+                return None;
+            }
+            Some(HostMatch::Wildcard(format!(".{suffix}")))
+        } else if s.contains('*') || s.is_empty() || s.contains('/') {
+            errs.push(h.path(), "expected a host name, or `*.example.com`");
+            None
+        } else {
+            Some(HostMatch::Exact(s))
+        }
+    });
+    let path_prefix = match field("path_prefix") {
+        None => Some("/".to_string()),
+        Some(p) => p.str(errs).and_then(|s| {
+            if s.starts_with('/') {
+                Some(s.to_string())
+            } else {
+                errs.push(p.path(), "must start with `/`");
+                None
+            }
+        }),
+    };
+    let methods = field("methods").and_then(|mn| {
+        let list = mn.str_list(errs);
+        let mut out = Vec::new();
+        for (node, s) in list {
+            match Method::from_bytes(s.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => out.push(m),
+                Err(_) => errs.push(node.path(), format!("`{s}` is not an HTTP method")),
+            }
+        }
+        if out.is_empty() {
+            errs.push(mn.path(), "an empty list would match nothing; leave `methods` out to match all");
+            return None;
+        }
+        Some(out)
+    });
+    let strip_prefix = match field("strip_prefix") {
+        None => Some(false),
+        Some(s) => s.bool(errs),
+    };
+    let upstream = match field("upstream") {
+        Some(u) => u.str(errs).map(String::from),
+        None => {
+            errs.push(n.key_path("upstream"), "required");
+            None
+        }
+    };
+    let names = |k: &str, errs: &mut Errors| -> Vec<String> {
+        field(k)
+            .map(|l| l.str_list(errs).into_iter().map(|(_, s)| s.to_string()).collect())
+            .unwrap_or_default()
+    };
+    let limits = names("limits", errs);
+    let filters = names("filters", errs);
+    // Invalid fields were reported; fill them with defaults so the route's
+    // references (upstream, limits, filters) are still checked. A config with
+    // any error is never used.
+    Some(RouteSpec {
+        name: name.unwrap_or_else(|| format!("route{i}")),
+        host,
+        path_prefix: path_prefix.unwrap_or_else(|| "/".into()),
+        methods,
+        strip_prefix: strip_prefix.unwrap_or(false),
+        upstream: upstream.unwrap_or_default(),
+        limits,
+        filters,
+    })
+}

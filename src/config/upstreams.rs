@@ -1,0 +1,302 @@
+//! `upstreams:`: pools of backends, how to balance them, how to check them.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::model::{Balance, BackendSpec, HealthCheckSpec, HealthKind, UpstreamSpec};
+use super::node::{Errors, Node};
+use crate::keys::KeySpec;
+
+const UPSTREAM_KEYS: &[&str] = &[
+    "balance",
+    "hash_key",
+    "backends",
+    "health_check",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "idle_timeout",
+    "retries",
+    "tls",
+    "sni",
+];
+const HEALTH_KEYS: &[&str] = &[
+    "type",
+    "path",
+    "host",
+    "expect_status",
+    "interval",
+    "timeout",
+    "healthy_after",
+    "unhealthy_after",
+];
+
+pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, UpstreamSpec> {
+    let mut out = BTreeMap::new();
+    for (name, value) in node.named_entries(errs) {
+        let n = node.child(name, value);
+        if let Some(spec) = upstream(name, &n, errs) {
+            out.insert(name.to_string(), spec);
+        }
+    }
+    out
+}
+
+fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
+    let m = n.mapping(errs, UPSTREAM_KEYS)?;
+    let errors_before = errs.0.len();
+    let field = |k: &str| n.field(m, k);
+
+    let balance = match field("balance") {
+        None => Some(Balance::RoundRobin),
+        Some(b) => match b.str(errs)? {
+            "round_robin" => Some(Balance::RoundRobin),
+            "random" => Some(Balance::Random),
+            "consistent_hash" => Some(Balance::ConsistentHash),
+            "least_conn" | "load_aware" => {
+                errs.push(b.path(), "not available in this version (round_robin, random, consistent_hash)");
+                None
+            }
+            other => {
+                errs.push(
+                    b.path(),
+                    format!("unknown algorithm `{other}` (round_robin, random, consistent_hash)"),
+                );
+                None
+            }
+        },
+    };
+    let hash_key = match field("hash_key") {
+        None => Some(KeySpec::ClientIp),
+        Some(h) => h.str(errs).and_then(|s| match KeySpec::parse(s) {
+            Ok(KeySpec::Route | KeySpec::Global) => {
+                errs.push(h.path(), "a hash key must vary per request (client_ip, header:N, cookie:N, query:N, path)");
+                None
+            }
+            Ok(k) => Some(k),
+            Err(e) => {
+                errs.push(h.path(), e);
+                None
+            }
+        }),
+    };
+    if field("hash_key").is_some() && balance.is_some() && balance != Some(Balance::ConsistentHash) {
+        errs.push(n.key_path("hash_key"), "only used with `balance: consistent_hash`");
+    }
+
+    let backends = match field("backends") {
+        Some(b) => backends(&b, errs),
+        None => {
+            errs.push(n.key_path("backends"), "required: at least one backend");
+            Vec::new()
+        }
+    };
+    let health_check = field("health_check").and_then(|h| health(&h, errs));
+    let dur = |k: &str, default: Duration, errs: &mut Errors| match field(k) {
+        None => Some(default),
+        Some(d) => d.duration(errs),
+    };
+    let connect_timeout = dur("connect_timeout", Duration::from_secs(1), errs);
+    let read_timeout = dur("read_timeout", Duration::from_secs(30), errs);
+    let write_timeout = dur("write_timeout", Duration::from_secs(30), errs);
+    let idle_timeout = dur("idle_timeout", Duration::from_secs(60), errs);
+    let retries = match field("retries") {
+        None => Some(2),
+        Some(r) => r.uint(errs, 0, 16).map(|v| v as u32),
+    };
+    let tls = match field("tls") {
+        None => Some(false),
+        Some(t) => t.bool(errs),
+    };
+    let sni = match field("sni") {
+        None => Some(String::new()),
+        Some(s) => s.str(errs).map(String::from),
+    };
+
+    if errs.0.len() > errors_before {
+        return None;
+    }
+    Some(UpstreamSpec {
+        name: name.to_string(),
+        balance: balance?,
+        hash_key: hash_key?,
+        backends,
+        health_check,
+        connect_timeout: connect_timeout?,
+        read_timeout: read_timeout?,
+        write_timeout: write_timeout?,
+        idle_timeout: idle_timeout?,
+        retries: retries?,
+        tls: tls?,
+        sni: sni?,
+    })
+}
+
+fn backends(node: &Node, errs: &mut Errors) -> Vec<BackendSpec> {
+    let mut out: Vec<BackendSpec> = Vec::new();
+    let Some(items) = node.seq(errs) else {
+        return out;
+    };
+    if items.is_empty() {
+        errs.push(node.path(), "at least one backend is required");
+    }
+    for (i, item) in items.iter().enumerate() {
+        let n = node.item(i, item);
+        let (addr_node, weight) = match item {
+            Value::Mapping(_) => {
+                let Some(m) = n.mapping(errs, &["address", "weight"]) else {
+                    continue;
+                };
+                let weight = match n.field(m, "weight") {
+                    // Pingora panics on weight 0; here it is a config error.
+                    Some(w) => w.uint(errs, 1, 1_000_000).map(|w| w as u32),
+                    None => Some(1),
+                };
+                match n.field(m, "address") {
+                    Some(a) => (a, weight),
+                    None => {
+                        errs.push(n.key_path("address"), "required");
+                        continue;
+                    }
+                }
+            }
+            _ => (n.clone(), Some(1)),
+        };
+        let address = addr_node.str(errs).and_then(|s| match resolve(s) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errs.push(addr_node.path(), e);
+                None
+            }
+        });
+        if let (Some(address), Some(weight)) = (address, weight) {
+            if out.iter().any(|b| b.address == address) {
+                errs.push(n.path(), format!("{address} is listed twice"));
+                continue;
+            }
+            out.push(BackendSpec { address, weight });
+        }
+    }
+    out
+}
+
+/// `ip:port`, or `host:port` resolved once at load time.
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if !text.contains(':') {
+        return Err(format!("`{text}` needs a port, e.g. `{text}:80`"));
+    }
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("`{text}` resolves to no address")),
+        Err(e) => Err(format!("`{text}` is not an address ({e})")),
+    }
+}
+
+fn health(n: &Node, errs: &mut Errors) -> Option<HealthCheckSpec> {
+    let m = n.mapping(errs, HEALTH_KEYS)?;
+    let field = |k: &str| n.field(m, k);
+    let kind_name = match field("type") {
+        None => Some("tcp"),
+        Some(t) => t.str(errs),
+    };
+    let kind = match kind_name? {
+        "tcp" => {
+            for k in ["path", "host", "expect_status"] {
+                if m.contains_key(k) {
+                    errs.push(n.key_path(k), "only used with `type: http`");
+                }
+            }
+            Some(HealthKind::Tcp)
+        }
+        "http" => {
+            let path = match field("path") {
+                None => Some("/".to_string()),
+                Some(p) => p.str(errs).and_then(|s| {
+                    if s.starts_with('/') {
+                        Some(s.to_string())
+                    } else {
+                        errs.push(p.path(), "must start with `/`");
+                        None
+                    }
+                }),
+            };
+            let host = field("host").and_then(|h| h.str(errs).map(String::from));
+            let statuses = match field("expect_status") {
+                None => Some(vec![(200, 399)]),
+                Some(s) => statuses(&s, errs),
+            };
+            Some(HealthKind::Http {
+                path: path?,
+                host,
+                statuses: statuses?,
+            })
+        }
+        other => {
+            errs.push(
+                n.key_path("type"),
+                format!("unknown health check `{other}` (tcp, http)"),
+            );
+            None
+        }
+    };
+    let dur = |k: &str, d: Duration, errs: &mut Errors| match field(k) {
+        None => Some(d),
+        Some(v) => v.duration(errs),
+    };
+    let interval = dur("interval", Duration::from_secs(5), errs);
+    let timeout = dur("timeout", Duration::from_secs(1), errs);
+    let count = |k: &str, errs: &mut Errors| match field(k) {
+        None => Some(1),
+        Some(v) => v.uint(errs, 1, 1000).map(|v| v as u32),
+    };
+    let healthy_after = count("healthy_after", errs);
+    let unhealthy_after = count("unhealthy_after", errs);
+    Some(HealthCheckSpec {
+        kind: kind?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy_after: healthy_after?,
+        unhealthy_after: unhealthy_after?,
+    })
+}
+
+/// `expect_status: [200, 204]` or `["200-299", 301]`.
+fn statuses(n: &Node, errs: &mut Errors) -> Option<Vec<(u16, u16)>> {
+    let items = n.seq(errs)?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let node = n.item(i, item);
+        let range = match item {
+            Value::Number(_) => node.uint(errs, 100, 599).map(|s| (s as u16, s as u16)),
+            Value::String(s) => {
+                let parsed = s.split_once('-').and_then(|(a, b)| {
+                    Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+                });
+                match parsed {
+                    Some((a, b)) if (100..=599).contains(&a) && a <= b && b <= 599 => Some((a, b)),
+                    _ => {
+                        errs.push(node.path(), format!("`{s}` is not a status or range like 200-299"));
+                        None
+                    }
+                }
+            }
+            _ => {
+                errs.push(node.path(), "expected a status or a range like \"200-299\"");
+                None
+            }
+        };
+        out.extend(range);
+    }
+    if out.is_empty() {
+        errs.push(n.path(), "at least one status is required");
+        return None;
+    }
+    Some(out)
+}

@@ -1,0 +1,98 @@
+//! The responses the gateway makes itself, in one place (as linkerd2-proxy
+//! turns its internal errors into HTTP responses in one place): a status and
+//! a small JSON body `{"error": "...", "request_id": "..."}`.
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+
+/// Why the gateway answered a request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayError {
+    NoRoute,
+    NoHealthyBackend,
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    BadRequest,
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(self) -> u16 {
+        match self {
+            GatewayError::NoRoute => 404,
+            GatewayError::NoHealthyBackend => 503,
+            GatewayError::UpstreamUnreachable => 502,
+            GatewayError::UpstreamTimeout => 504,
+            GatewayError::BadRequest => 400,
+            GatewayError::Internal => 500,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            GatewayError::NoRoute => "no route matches this request",
+            GatewayError::NoHealthyBackend => "no healthy backend",
+            GatewayError::UpstreamUnreachable => "could not reach a backend",
+            GatewayError::UpstreamTimeout => "the backend did not answer in time",
+            GatewayError::BadRequest => "bad request",
+            GatewayError::Internal => "internal error",
+        }
+    }
+
+    /// The error a status code stands for, when the gateway made it.
+    pub fn from_status(status: u16) -> GatewayError {
+        match status {
+            404 => GatewayError::NoRoute,
+            503 => GatewayError::NoHealthyBackend,
+            502 => GatewayError::UpstreamUnreachable,
+            504 => GatewayError::UpstreamTimeout,
+            400..=499 => GatewayError::BadRequest,
+            _ => GatewayError::Internal,
+        }
+    }
+}
+
+/// `{"error": message, "request_id": id}`, escaped properly.
+pub fn json_body(message: &str, request_id: &str) -> Vec<u8> {
+    let mut body = serde_json::to_vec(&serde_json::json!({
+        "error": message,
+        "request_id": request_id,
+    }))
+    .unwrap_or_default();
+    body.push(b'\n');
+    body
+}
+
+/// The header and body of a gateway-made response.
+pub fn response(status: u16, message: &str, request_id: &str) -> (ResponseHeader, Bytes) {
+    let body = json_body(message, request_id);
+    // Building a header from a valid status and static names cannot fail;
+    // fall back to a bare header rather than panic if it ever did.
+    let mut header = ResponseHeader::build(status, Some(4))
+        .unwrap_or_else(|_| ResponseHeader::build_no_case(500, None).expect("500 is valid"));
+    let _ = header.insert_header("content-type", "application/json");
+    let _ = header.insert_header("content-length", body.len().to_string());
+    let _ = header.insert_header("x-request-id", request_id);
+    let _ = header.insert_header("cache-control", "no-store");
+    (header, Bytes::from(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_escaped_json() {
+        let body = json_body("quote \" here", "id\n1");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "quote \" here");
+        assert_eq!(v["request_id"], "id\n1");
+    }
+
+    #[test]
+    fn statuses_match_the_design() {
+        assert_eq!(GatewayError::NoRoute.status(), 404);
+        assert_eq!(GatewayError::NoHealthyBackend.status(), 503);
+        assert_eq!(GatewayError::UpstreamUnreachable.status(), 502);
+    }
+}

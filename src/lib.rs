@@ -1,0 +1,20 @@
+//! sluice: an API gateway on Cloudflare Pingora.
+//!
+//! A request flows one way: [`router`] → [`filters`] → [`limits`] →
+//! [`upstream`] selection → Pingora → response filters. [`proxy`] is the thin
+//! `ProxyHttp` glue; everything it calls is testable without sockets.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod echo;
+pub mod errors;
+pub mod filters;
+pub mod forwarded;
+pub mod gateway;
+pub mod keys;
+pub mod limits;
+pub mod proxy;
+pub mod request_id;
+pub mod router;
+pub mod upstream;

@@ -1,0 +1,3 @@
+//! Admission control (being written).
+pub mod spec;
+pub use spec::*;

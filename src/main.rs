@@ -1,0 +1,8 @@
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    sluice::cli::run(sluice::filters::Registry::builtin())
+}

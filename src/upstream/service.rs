@@ -1,0 +1,50 @@
+//! The background service that runs active health checks for the pools of
+//! whichever config is live, so a reload's new pools are checked without
+//! restarting anything.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+
+use crate::gateway::Shared;
+
+pub struct HealthService {
+    pub shared: Arc<Shared>,
+}
+
+/// How long the loop sleeps at most, so a reload's pools start promptly.
+const MAX_NAP: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let gateway = self.shared.load();
+            let now = Instant::now();
+            let mut wake = now + MAX_NAP;
+            for pool in gateway.pools.values() {
+                if let Some(next) = pool.next_check() {
+                    if next <= now {
+                        // Each pool checks on its own task: a slow backend in
+                        // one pool must not delay another pool's checks.
+                        let pool = pool.clone();
+                        tokio::spawn(async move { pool.check_if_due(Instant::now()).await });
+                    } else {
+                        wake = wake.min(next);
+                    }
+                }
+            }
+            drop(gateway);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
