@@ -89,7 +89,10 @@ pub fn status(gw: &Gateway) -> Value {
 fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
     use crate::limits::Algorithm;
     let algorithm = match &spec.algorithm {
-        Algorithm::TokenBucket { capacity, fill_rate } => {
+        Algorithm::TokenBucket {
+            capacity,
+            fill_rate,
+        } => {
             json!({"algorithm": "token_bucket", "capacity": capacity, "fill_rate": fill_rate})
         }
         Algorithm::SlidingWindow { limit, window } => {

@@ -18,7 +18,11 @@ use crate::proxy::Proxy;
 use crate::upstream::HealthService;
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "An API gateway on Cloudflare Pingora")]
+#[command(
+    name = "sluice",
+    version,
+    about = "An API gateway on Cloudflare Pingora"
+)]
 pub struct Cli {
     /// The YAML config file.
     #[arg(short = 'c', long = "conf", default_value = "conf/gateway.yaml")]
@@ -85,7 +89,8 @@ fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service(&server.configuration, Proxy::new(shared.clone()));
+    let mut proxy =
+        pingora_proxy::http_proxy_service(&server.configuration, Proxy::new(shared.clone()));
     for l in &listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),
@@ -102,7 +107,12 @@ fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
         },
     ));
     if let Some(addr) = admin {
-        let mut svc = ListeningService::new("admin".to_string(), AdminApp { shared: Arc::clone(&shared) });
+        let mut svc = ListeningService::new(
+            "admin".to_string(),
+            AdminApp {
+                shared: Arc::clone(&shared),
+            },
+        );
         svc.add_tcp(&addr);
         server.add_service(svc);
     }

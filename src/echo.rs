@@ -98,7 +98,11 @@ impl Echo {
     async fn respond(&self, req: &Request) -> Vec<u8> {
         let c = &self.control;
         if req.path == "/health" {
-            let status = if c.unhealthy.load(Ordering::Relaxed) { 503 } else { 200 };
+            let status = if c.unhealthy.load(Ordering::Relaxed) {
+                503
+            } else {
+                200
+            };
             return self.render(status, b"health\n".to_vec(), req.close);
         }
         c.served.fetch_add(1, Ordering::Relaxed);
@@ -112,7 +116,10 @@ impl Echo {
         let status = if c.failing.load(Ordering::Relaxed) {
             500
         } else {
-            req.query("status").map(|s| s as u16).filter(|s| (200..600).contains(s)).unwrap_or(200)
+            req.query("status")
+                .map(|s| s as u16)
+                .filter(|s| (200..600).contains(s))
+                .unwrap_or(200)
         };
         let body = match req.query("size") {
             Some(n) => vec![b'x'; n.min(64 << 20) as usize],

@@ -80,25 +80,43 @@ mod tests {
     #[test]
     fn untrusted_peer_is_the_client_whatever_xff_says() {
         let xff = [b"6.6.6.6".as_slice()];
-        assert_eq!(client_ip(ip("9.9.9.9"), xff.into_iter(), &nets(&["127.0.0.1/32"])), ip("9.9.9.9"));
+        assert_eq!(
+            client_ip(ip("9.9.9.9"), xff.into_iter(), &nets(&["127.0.0.1/32"])),
+            ip("9.9.9.9")
+        );
     }
 
     #[test]
     fn trusted_peer_hands_over_to_the_rightmost_untrusted_hop() {
         let t = nets(&["127.0.0.1/32", "10.0.0.0/8"]);
         let xff = [b"6.6.6.6, 1.2.3.4".as_slice(), b"10.1.1.1".as_slice()];
-        assert_eq!(client_ip(ip("127.0.0.1"), xff.into_iter(), &t), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), xff.into_iter(), &t),
+            ip("1.2.3.4")
+        );
         let only_trusted = [b"10.0.0.2".as_slice()];
-        assert_eq!(client_ip(ip("127.0.0.1"), only_trusted.into_iter(), &t), ip("10.0.0.2"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), only_trusted.into_iter(), &t),
+            ip("10.0.0.2")
+        );
         let garbage = [b"x, 1.2.3.4".as_slice()];
-        assert_eq!(client_ip(ip("127.0.0.1"), garbage.into_iter(), &t), ip("1.2.3.4"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), garbage.into_iter(), &t),
+            ip("1.2.3.4")
+        );
         let ports = [b"[2001:db8::1]:443".as_slice()];
-        assert_eq!(client_ip(ip("127.0.0.1"), ports.into_iter(), &t), ip("2001:db8::1"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), ports.into_iter(), &t),
+            ip("2001:db8::1")
+        );
     }
 
     #[test]
     fn appends_the_peer() {
         assert_eq!(append_xff(None, "1.1.1.1".parse().unwrap()), "1.1.1.1");
-        assert_eq!(append_xff(Some(b"2.2.2.2"), "1.1.1.1".parse().unwrap()), "2.2.2.2, 1.1.1.1");
+        assert_eq!(
+            append_xff(Some(b"2.2.2.2"), "1.1.1.1".parse().unwrap()),
+            "2.2.2.2, 1.1.1.1"
+        );
     }
 }

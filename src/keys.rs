@@ -79,10 +79,7 @@ impl KeySpec {
                 IpAddr::V4(v4) => Cow::Owned(v4.octets().to_vec()),
                 IpAddr::V6(v6) => Cow::Owned(v6.octets().to_vec()),
             }),
-            KeySpec::Header(name) => input
-                .headers
-                .get(name)
-                .map(|v| Cow::Borrowed(v.as_bytes())),
+            KeySpec::Header(name) => input.headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
             KeySpec::Cookie(name) => cookie_value(input.headers, name).map(Cow::Borrowed),
             KeySpec::Query(name) => input
                 .uri
@@ -172,7 +169,10 @@ mod tests {
             KeySpec::parse("header:X-User-Id"),
             Ok(KeySpec::Header(HeaderName::from_static("x-user-id")))
         );
-        assert_eq!(KeySpec::parse("cookie:sid"), Ok(KeySpec::Cookie("sid".into())));
+        assert_eq!(
+            KeySpec::parse("cookie:sid"),
+            Ok(KeySpec::Cookie("sid".into()))
+        );
         assert_eq!(KeySpec::parse("query:k"), Ok(KeySpec::Query("k".into())));
         assert!(KeySpec::parse("header:").is_err());
         assert!(KeySpec::parse("path:x").is_err());
@@ -187,7 +187,12 @@ mod tests {
         headers.append("cookie", "a=1; sid=abc ".parse().unwrap());
         let uri: Uri = "/p/q?x=1&k=v%20w&k=2".parse().unwrap();
         let i = input(&headers, &uri);
-        let get = |s: &str| KeySpec::parse(s).unwrap().extract(&i).map(|c| c.into_owned());
+        let get = |s: &str| {
+            KeySpec::parse(s)
+                .unwrap()
+                .extract(&i)
+                .map(|c| c.into_owned())
+        };
         assert_eq!(get("header:x-user-id"), Some(b"u42".to_vec()));
         assert_eq!(get("cookie:sid"), Some(b"abc".to_vec()));
         assert_eq!(get("cookie:none"), None);

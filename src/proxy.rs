@@ -67,7 +67,9 @@ impl RequestCtx {
 }
 
 async fn send(session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<()> {
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     session.write_response_body(Some(body), true).await
 }
 
@@ -127,8 +129,11 @@ impl ProxyHttp for Proxy {
             vars: Default::default(),
         };
         for filter in &route.filters {
-            if let Flow::Respond(reply) = filter.on_request(session.req_header_mut(), &mut fctx).await {
-                let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+            if let Flow::Respond(reply) =
+                filter.on_request(session.req_header_mut(), &mut fctx).await
+            {
+                let mut header =
+                    ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
                 for (n, v) in reply.headers {
                     header.insert_header(n, v)?;
                 }
@@ -143,7 +148,11 @@ impl ProxyHttp for Proxy {
         Ok(false)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         ctx.release_inflight();
         let Some((_, route)) = ctx.route() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route in context");
@@ -161,11 +170,18 @@ impl ProxyHttp for Proxy {
         } else {
             None
         };
-        let pick = pool.pick(key.as_deref().unwrap_or(b""), &ctx.tried, &mut rand::thread_rng());
+        let pick = pool.pick(
+            key.as_deref().unwrap_or(b""),
+            &ctx.tried,
+            &mut rand::thread_rng(),
+        );
         match pick {
             Pick::Backend(idx) => {
                 let Some(peer) = pool.peer(idx) else {
-                    return Error::e_explain(ErrorType::HTTPStatus(500), "backend index out of range");
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(500),
+                        "backend index out of range",
+                    );
                 };
                 pool.backends[idx].inflight.fetch_add(1, Ordering::Relaxed);
                 ctx.tried.push(idx);
@@ -173,7 +189,9 @@ impl ProxyHttp for Proxy {
                 Ok(peer)
             }
             Pick::NoneHealthy => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend"),
-            Pick::Exhausted => Error::e_explain(ErrorType::HTTPStatus(502), "every backend attempt failed"),
+            Pick::Exhausted => {
+                Error::e_explain(ErrorType::HTTPStatus(502), "every backend attempt failed")
+            }
         }
     }
 
@@ -200,7 +218,8 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -246,10 +265,9 @@ impl ProxyHttp for Proxy {
             upstream_request.insert_header("x-forwarded-for", xff)?;
             let from_trusted = gw.config.trusted_proxies.iter().any(|n| n.contains(&peer));
             if !from_trusted || !upstream_request.headers.contains_key("x-forwarded-proto") {
-                let tls = session
-                    .digest()
-                    .is_some_and(|d| d.ssl_digest.is_some());
-                upstream_request.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+                upstream_request
+                    .insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
             }
         }
         upstream_request.insert_header("x-request-id", &*ctx.request_id)?;
@@ -276,7 +294,12 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let code = match e.etype() {
             ErrorType::HTTPStatus(code) => *code,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout

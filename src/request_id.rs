@@ -16,9 +16,9 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 fn acceptable(id: &[u8]) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+        && id.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        })
 }
 
 pub fn keep_or_generate(incoming: Option<&[u8]>) -> Arc<str> {

@@ -6,8 +6,9 @@
 //!    route falls to the host-less routes;
 //! 2. within that host group, the longest `path_prefix` wins (a literal byte
 //!    prefix, as in an nginx prefix `location`);
-//! 3. a route with `methods` matches only those; if it does not accept the
-//!    method, the next-longest prefix is tried.
+//! 3. a route with `methods` matches only those, and beats a route with the
+//!    same prefix and no `methods`; if it does not accept the method, the
+//!    next candidate is tried.
 //!
 //! Routes are grouped by host at compile time and sorted by prefix length, so
 //! a lookup is a hash probe plus a short scan and allocates nothing.
@@ -56,8 +57,9 @@ impl Router {
             }
         }
         let by_prefix = |list: &mut Vec<Entry>| {
-            // Stable: among equal prefixes, the one written first wins.
-            list.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+            // Longer prefix first; at equal prefixes a route that names its
+            // methods is the more specific; otherwise the one written first.
+            list.sort_by_key(|e| (std::cmp::Reverse(e.prefix.len()), e.methods.is_none()));
         };
         r.exact.values_mut().for_each(by_prefix);
         r.wildcard.iter_mut().for_each(|(_, l)| by_prefix(l));
@@ -120,7 +122,9 @@ fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
 /// The path sent upstream when a route strips its prefix: what follows the
 /// prefix, always starting with `/`, query kept.
 pub fn strip_prefix(path_and_query: &str, prefix: &str) -> String {
-    let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
+    let rest = path_and_query
+        .strip_prefix(prefix)
+        .unwrap_or(path_and_query);
     if rest.starts_with('/') {
         rest.to_string()
     } else {
@@ -154,6 +158,8 @@ mod tests {
             route("api", None, "/api/", None),
             route("api_v2", None, "/api/v2/", None),
             route("api_write", None, "/api/admin/", Some(&["POST"])),
+            route("api_any", None, "/api/any/", None),
+            route("api_any_post", None, "/api/any/", Some(&["POST"])),
             route("exact_host", Some("api.example.com"), "/", None),
             route("wild", Some("*.example.com"), "/", None),
             route("wild_deep", Some("*.eu.example.com"), "/", None),
@@ -162,8 +168,14 @@ mod tests {
         (Router::new(&routes), routes)
     }
 
-    fn name(t: &(Router, Vec<RouteSpec>), host: Option<&str>, path: &str, m: &str) -> Option<String> {
-        t.0.find(host, path, &m.parse().unwrap()).map(|id| t.1[id].name.clone())
+    fn name(
+        t: &(Router, Vec<RouteSpec>),
+        host: Option<&str>,
+        path: &str,
+        m: &str,
+    ) -> Option<String> {
+        t.0.find(host, path, &m.parse().unwrap())
+            .map(|id| t.1[id].name.clone())
     }
 
     #[test]
@@ -180,18 +192,39 @@ mod tests {
         let t = table();
         assert_eq!(name(&t, None, "/api/admin/x", "POST").unwrap(), "api_write");
         assert_eq!(name(&t, None, "/api/admin/x", "GET").unwrap(), "api");
+        // Same prefix: the route naming the method wins whatever the order.
+        assert_eq!(
+            name(&t, None, "/api/any/x", "POST").unwrap(),
+            "api_any_post"
+        );
+        assert_eq!(name(&t, None, "/api/any/x", "GET").unwrap(), "api_any");
     }
 
     #[test]
     fn exact_host_beats_wildcard_beats_any() {
         let t = table();
-        assert_eq!(name(&t, Some("api.example.com"), "/x", "GET").unwrap(), "exact_host");
-        assert_eq!(name(&t, Some("API.Example.com:8080"), "/api/x", "GET").unwrap(), "host_api");
-        assert_eq!(name(&t, Some("www.example.com"), "/x", "GET").unwrap(), "wild");
-        assert_eq!(name(&t, Some("a.eu.example.com"), "/x", "GET").unwrap(), "wild_deep");
+        assert_eq!(
+            name(&t, Some("api.example.com"), "/x", "GET").unwrap(),
+            "exact_host"
+        );
+        assert_eq!(
+            name(&t, Some("API.Example.com:8080"), "/api/x", "GET").unwrap(),
+            "host_api"
+        );
+        assert_eq!(
+            name(&t, Some("www.example.com"), "/x", "GET").unwrap(),
+            "wild"
+        );
+        assert_eq!(
+            name(&t, Some("a.eu.example.com"), "/x", "GET").unwrap(),
+            "wild_deep"
+        );
         // The apex is not a subdomain of itself.
         assert_eq!(name(&t, Some("example.com"), "/x", "GET").unwrap(), "root");
-        assert_eq!(name(&t, Some("other.org"), "/api/v2/", "GET").unwrap(), "api_v2");
+        assert_eq!(
+            name(&t, Some("other.org"), "/api/v2/", "GET").unwrap(),
+            "api_v2"
+        );
     }
 
     #[test]

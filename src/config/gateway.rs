@@ -30,7 +30,10 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         match s.parse::<SocketAddr>() {
             Ok(_) => Some(s.to_string()),
             Err(_) => {
-                errs.push(n.path(), format!("`{s}` is not an address such as 127.0.0.1:9901"));
+                errs.push(
+                    n.path(),
+                    format!("`{s}` is not an address such as 127.0.0.1:9901"),
+                );
                 None
             }
         }
@@ -60,7 +63,11 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
     let declared = |section: &str| -> Vec<String> {
         top.get(section)
             .and_then(Value::as_mapping)
-            .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let upstream_names = declared("upstreams");

@@ -6,7 +6,14 @@ use super::node::{Errors, Node};
 use crate::keys::KeySpec;
 use crate::limits::{Algorithm, LimitSpec, OnMissing, DEFAULT_MAX_KEYS};
 
-const COMMON: &[&str] = &["algorithm", "key", "shadow", "on_missing", "status", "max_keys"];
+const COMMON: &[&str] = &[
+    "algorithm",
+    "key",
+    "shadow",
+    "on_missing",
+    "status",
+    "max_keys",
+];
 
 pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, LimitSpec> {
     let mut out = BTreeMap::new();
@@ -28,7 +35,10 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
     let algorithm_name = match n.field(map, "algorithm") {
         Some(a) => a.str(errs)?,
         None => {
-            errs.push(n.key_path("algorithm"), "required: token_bucket, sliding_window or concurrency");
+            errs.push(
+                n.key_path("algorithm"),
+                "required: token_bucket, sliding_window or concurrency",
+            );
             return None;
         }
     };
@@ -61,7 +71,10 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
             let fill_rate = required("fill_rate", errs).and_then(|c| c.positive(errs));
             if let Some(c) = capacity {
                 if c < 1.0 {
-                    errs.push(n.key_path("capacity"), "must be at least 1 (one request's cost)");
+                    errs.push(
+                        n.key_path("capacity"),
+                        "must be at least 1 (one request's cost)",
+                    );
                 }
             }
             Some(Algorithm::TokenBucket {

@@ -78,7 +78,10 @@ pub fn load(text: &str, registry: &Registry) -> Result<Loaded, Vec<ConfigError>>
 /// Pingora knows (its `ServerConf` ignores unknown keys, we do not).
 fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerConf> {
     let known: Vec<String> = match serde_yaml::to_value(ServerConf::default()) {
-        Ok(Value::Mapping(m)) => m.keys().filter_map(|k| k.as_str().map(String::from)).collect(),
+        Ok(Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     };
     let mut pingora = serde_yaml::Mapping::new();

@@ -103,7 +103,10 @@ impl<'a> Node<'a> {
     }
 
     fn wrong(&self, errs: &mut Errors, wanted: &str) {
-        errs.push(&self.path, format!("expected {wanted}, found {}", self.kind()));
+        errs.push(
+            &self.path,
+            format!("expected {wanted}, found {}", self.kind()),
+        );
     }
 
     /// The node as a mapping whose keys must all be in `allowed`; an unknown
@@ -275,4 +278,3 @@ impl<'a> Node<'a> {
         map.get(key).map(|v| self.child(key, v))
     }
 }
-

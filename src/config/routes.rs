@@ -31,12 +31,22 @@ pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
             continue;
         };
         if !names.insert(route.name.clone()) {
-            errs.push(n.key_path("name"), format!("route name `{}` is used twice", route.name));
+            errs.push(
+                n.key_path("name"),
+                format!("route name `{}` is used twice", route.name),
+            );
         }
         // Two routes with the same host, prefix and methods: the second could never match.
-        let signature = (route.host.clone(), route.path_prefix.clone(), format!("{:?}", route.methods));
+        let signature = (
+            route.host.clone(),
+            route.path_prefix.clone(),
+            format!("{:?}", route.methods),
+        );
         if !seen.insert(signature) {
-            errs.push(n.path(), "same host, path_prefix and methods as an earlier route: it would never match");
+            errs.push(
+                n.path(),
+                "same host, path_prefix and methods as an earlier route: it would never match",
+            );
         }
         out.push(route);
     }
@@ -86,7 +96,10 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
             }
         }
         if out.is_empty() {
-            errs.push(mn.path(), "an empty list would match nothing; leave `methods` out to match all");
+            errs.push(
+                mn.path(),
+                "an empty list would match nothing; leave `methods` out to match all",
+            );
             return None;
         }
         Some(out)
@@ -104,7 +117,12 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
     };
     let names = |k: &str, errs: &mut Errors| -> Vec<String> {
         field(k)
-            .map(|l| l.str_list(errs).into_iter().map(|(_, s)| s.to_string()).collect())
+            .map(|l| {
+                l.str_list(errs)
+                    .into_iter()
+                    .map(|(_, s)| s.to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let limits = names("limits", errs);

@@ -1,1 +1,209 @@
+use std::time::Duration;
 
+use super::*;
+use crate::filters::Registry;
+use crate::keys::KeySpec;
+use crate::limits::{Algorithm, OnMissing};
+
+fn errors(yaml: &str) -> Vec<String> {
+    match load(yaml, &Registry::builtin()) {
+        Ok(_) => Vec::new(),
+        Err(errs) => errs.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const DESIGN_EXAMPLE: &str = r#"
+version: 1
+threads: 4
+grace_period_seconds: 5
+listen:
+  - 0.0.0.0:8080
+admin: 127.0.0.1:9901
+trusted_proxies: [127.0.0.1/32, 10.0.0.1]
+upstreams:
+  api:
+    balance: consistent_hash
+    hash_key: header:x-user-id
+    backends:
+      - 127.0.0.1:9001
+      - { address: 127.0.0.1:9002, weight: 3 }
+    health_check:
+      type: http
+      path: /health
+      interval: 1s
+      timeout: 500ms
+      healthy_after: 2
+      unhealthy_after: 3
+    connect_timeout: 1s
+    read_timeout: 30s
+    retries: 2
+limits:
+  per_ip:
+    algorithm: token_bucket
+    key: client_ip
+    capacity: 100
+    fill_rate: 0.5
+  per_key_minute:
+    algorithm: sliding_window
+    key: header:x-api-key
+    limit: 1000
+    window: 60s
+    on_missing: reject
+  upstream_slots:
+    algorithm: concurrency
+    key: route
+    max: 64
+    shadow: true
+routes:
+  - name: api
+    host: "*.example.com"
+    path_prefix: /api/
+    methods: [GET, post]
+    strip_prefix: true
+    upstream: api
+    limits: [per_ip, per_key_minute]
+    filters: [request_id]
+"#;
+
+#[test]
+fn the_design_example_loads_with_every_value() {
+    let loaded = load(DESIGN_EXAMPLE, &Registry::builtin()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(loaded.server.threads, 4);
+    assert_eq!(loaded.server.grace_period_seconds, Some(5));
+    let g = loaded.gateway;
+    assert_eq!(g.listeners[0].address, "0.0.0.0:8080");
+    assert_eq!(g.admin.as_deref(), Some("127.0.0.1:9901"));
+    assert_eq!(g.trusted_proxies.len(), 2);
+    let api = &g.upstreams["api"];
+    assert_eq!(api.balance, Balance::ConsistentHash);
+    assert_eq!(
+        api.hash_key,
+        KeySpec::Header(http::HeaderName::from_static("x-user-id"))
+    );
+    assert_eq!(api.backends[1].weight, 3);
+    let hc = api.health_check.as_ref().unwrap();
+    assert_eq!(hc.timeout, Duration::from_millis(500));
+    assert_eq!((hc.healthy_after, hc.unhealthy_after), (2, 3));
+    assert!(matches!(&hc.kind, HealthKind::Http { path, .. } if path == "/health"));
+    assert_eq!(api.retries, 2);
+    assert_eq!(
+        g.limits["per_ip"].algorithm,
+        Algorithm::TokenBucket {
+            capacity: 100.0,
+            fill_rate: 0.5
+        }
+    );
+    assert_eq!(g.limits["per_key_minute"].on_missing, OnMissing::Reject);
+    assert!(g.limits["upstream_slots"].shadow);
+    let r = &g.routes[0];
+    assert_eq!(r.host, Some(HostMatch::Wildcard(".example.com".into())));
+    assert_eq!(r.methods.as_ref().unwrap()[1], http::Method::POST);
+    assert!(r.strip_prefix);
+    assert!(g.filters.contains_key("request_id"));
+}
+
+#[test]
+fn defaults_are_what_an_nginx_user_expects() {
+    let loaded = load(
+        "listen: [127.0.0.1:1]\nupstreams:\n  u:\n    backends: [127.0.0.1:2]\nroutes:\n  - upstream: u\n",
+        &Registry::builtin(),
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let u = &loaded.gateway.upstreams["u"];
+    assert_eq!(u.balance, Balance::RoundRobin);
+    assert_eq!(u.retries, 2);
+    assert_eq!(u.connect_timeout, Duration::from_secs(1));
+    assert!(u.health_check.is_none());
+    let r = &loaded.gateway.routes[0];
+    assert_eq!(r.path_prefix, "/");
+    assert_eq!(r.name, "route0");
+    assert!(r.methods.is_none());
+}
+
+#[test]
+fn errors_carry_key_paths() {
+    let errs = errors(
+        "listen: [127.0.0.1:1]\nupstreams:\n  u:\n    backends:\n      - 127.0.0.1:2\n      - { address: 127.0.0.1:3, weight: 0 }\n    retries: 99\nroutes:\n  - upstream: u\n    strip_prefix: yes please\n",
+    );
+    assert!(
+        errs.contains(&"upstreams.u.backends[1].weight: must be at least 1".to_string()),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&"upstreams.u.retries: must be at most 16".to_string()),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes[0].strip_prefix: expected true or false")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn typos_are_errors_at_every_level() {
+    let errs = errors(
+        "listen: [127.0.0.1:1]\nupstream:\n  u: {}\nupstreams:\n  u:\n    backends: [127.0.0.1:2]\n    health_check: { type: tcp, intervl: 1s }\nlimits:\n  l: { algorithm: concurrency, max: 1, shadw: true }\nroutes:\n  - upstream: u\n",
+    );
+    for path in [
+        "upstream: unknown key",
+        "upstreams.u.health_check.intervl: unknown key",
+        "limits.l.shadw: unknown key",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(path)),
+            "no `{path}` in {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn cross_references_are_checked() {
+    let errs = errors(
+        "listen: [127.0.0.1:1]\nupstreams:\n  u:\n    backends: [127.0.0.1:2]\nfilters:\n  h: { type: nosuch }\nroutes:\n  - upstream: v\n    limits: [x]\n    filters: [y]\n",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("filters.h: unknown filter type `nosuch`")),
+        "{errs:?}"
+    );
+    assert!(errs.contains(&"routes[0].upstream: no upstream named `v`".to_string()));
+    assert!(errs.contains(&"routes[0].limits[0]: no limit named `x`".to_string()));
+    assert!(errs
+        .iter()
+        .any(|e| e.starts_with("routes[0].filters[0]: no filter named `y`")));
+}
+
+#[test]
+fn duplicate_and_shadowed_routes_are_reported() {
+    let errs = errors(
+        "listen: [127.0.0.1:1]\nupstreams:\n  u:\n    backends: [127.0.0.1:2, 127.0.0.1:2]\nroutes:\n  - { name: a, upstream: u }\n  - { name: a, upstream: u }\n",
+    );
+    assert!(errs.iter().any(|e| e.contains("listed twice")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("used twice")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("would never match")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn hostile_values_do_not_panic() {
+    for yaml in [
+        "",
+        "~",
+        "listen: 5",
+        "listen: [{address: 1}]",
+        "upstreams: [1, 2]",
+        "upstreams: {u: {backends: [{address: [1]}]}}",
+        "upstreams: {u: {backends: [{weight: 18446744073709551615}]}}",
+        "limits: {l: {algorithm: token_bucket, capacity: .nan, fill_rate: .inf}}",
+        "limits: {l: 7}",
+        "routes: [{methods: []}]",
+        "routes: {a: b}",
+        "{1: 2}",
+        "listen: [127.0.0.1:1]\nupstreams: {u: {backends: ['[::1]:80'], health_check: {type: http, expect_status: ['500-200', 'x']}}}",
+    ] {
+        assert!(load(yaml, &Registry::builtin()).is_err(), "accepted {yaml:?}");
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::model::{Balance, BackendSpec, HealthCheckSpec, HealthKind, UpstreamSpec};
+use super::model::{BackendSpec, Balance, HealthCheckSpec, HealthKind, UpstreamSpec};
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
 
@@ -57,7 +57,10 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
             "random" => Some(Balance::Random),
             "consistent_hash" => Some(Balance::ConsistentHash),
             "least_conn" | "load_aware" => {
-                errs.push(b.path(), "not available in this version (round_robin, random, consistent_hash)");
+                errs.push(
+                    b.path(),
+                    "not available in this version (round_robin, random, consistent_hash)",
+                );
                 None
             }
             other => {
@@ -83,8 +86,12 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
             }
         }),
     };
-    if field("hash_key").is_some() && balance.is_some() && balance != Some(Balance::ConsistentHash) {
-        errs.push(n.key_path("hash_key"), "only used with `balance: consistent_hash`");
+    if field("hash_key").is_some() && balance.is_some() && balance != Some(Balance::ConsistentHash)
+    {
+        errs.push(
+            n.key_path("hash_key"),
+            "only used with `balance: consistent_hash`",
+        );
     }
 
     let backends = match field("backends") {
@@ -282,7 +289,10 @@ fn statuses(n: &Node, errs: &mut Errors) -> Option<Vec<(u16, u16)>> {
                 match parsed {
                     Some((a, b)) if (100..=599).contains(&a) && a <= b && b <= 599 => Some((a, b)),
                     _ => {
-                        errs.push(node.path(), format!("`{s}` is not a status or range like 200-299"));
+                        errs.push(
+                            node.path(),
+                            format!("`{s}` is not a status or range like 200-299"),
+                        );
                         None
                     }
                 }

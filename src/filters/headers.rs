@@ -29,14 +29,17 @@ pub struct HeadersFilter {
 }
 
 fn name(text: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(text.as_bytes()).map_err(|_| format!("`{text}` is not a valid header name"))
+    HeaderName::from_bytes(text.as_bytes())
+        .map_err(|_| format!("`{text}` is not a valid header name"))
 }
 
 fn parse_edits(v: Option<&Value>, side: &str) -> Result<Edits, String> {
     let mut edits = Edits::default();
     let Some(v) = v else { return Ok(edits) };
     let Value::Mapping(m) = v else {
-        return Err(format!("{side}: expected a mapping with `set` and/or `remove`"));
+        return Err(format!(
+            "{side}: expected a mapping with `set` and/or `remove`"
+        ));
     };
     for (k, v) in m {
         match k.as_str() {
@@ -45,7 +48,9 @@ fn parse_edits(v: Option<&Value>, side: &str) -> Result<Edits, String> {
                     return Err(format!("{side}.set: expected a mapping of header: value"));
                 };
                 for (hk, hv) in pairs {
-                    let hk = hk.as_str().ok_or(format!("{side}.set: names must be strings"))?;
+                    let hk = hk
+                        .as_str()
+                        .ok_or(format!("{side}.set: names must be strings"))?;
                     let text = match hv {
                         Value::String(s) => s.clone(),
                         Value::Number(n) => n.to_string(),
@@ -54,7 +59,9 @@ fn parse_edits(v: Option<&Value>, side: &str) -> Result<Edits, String> {
                     };
                     let value = HeaderValue::from_str(&text)
                         .map_err(|_| format!("{side}.set.{hk}: not a valid header value"))?;
-                    edits.set.push((name(hk).map_err(|e| format!("{side}.set: {e}"))?, value));
+                    edits
+                        .set
+                        .push((name(hk).map_err(|e| format!("{side}.set: {e}"))?, value));
                 }
             }
             Some("remove") => {
@@ -62,8 +69,12 @@ fn parse_edits(v: Option<&Value>, side: &str) -> Result<Edits, String> {
                     return Err(format!("{side}.remove: expected a list of header names"));
                 };
                 for item in items {
-                    let text = item.as_str().ok_or(format!("{side}.remove: names must be strings"))?;
-                    edits.remove.push(name(text).map_err(|e| format!("{side}.remove: {e}"))?);
+                    let text = item
+                        .as_str()
+                        .ok_or(format!("{side}.remove: names must be strings"))?;
+                    edits
+                        .remove
+                        .push(name(text).map_err(|e| format!("{side}.remove: {e}"))?);
                 }
             }
             other => {
@@ -158,7 +169,12 @@ mod tests {
 
     #[test]
     fn bad_settings_are_errors_not_panics() {
-        for bad in ["request: {sett: {}}", "request: {set: {'bad name': x}}", "42", "response: {remove: x}"] {
+        for bad in [
+            "request: {sett: {}}",
+            "request: {set: {'bad name': x}}",
+            "42",
+            "response: {remove: x}",
+        ] {
             let yaml: Value = serde_yaml::from_str(bad).unwrap();
             assert!(HeadersFilter::from_settings(&yaml).is_err(), "{bad}");
         }

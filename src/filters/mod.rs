@@ -84,8 +84,7 @@ pub trait Filter: Send + Sync {
 
 /// Builds a filter from its YAML settings (the filter's mapping without `type`,
 /// or `null` when a route names a filter kind directly).
-pub type Factory =
-    Arc<dyn Fn(&serde_yaml::Value) -> Result<Arc<dyn Filter>, String> + Send + Sync>;
+pub type Factory = Arc<dyn Fn(&serde_yaml::Value) -> Result<Arc<dyn Filter>, String> + Send + Sync>;
 
 /// Filter kinds by name. `Registry::builtin()` knows `request_id` and `headers`;
 /// embedders add their own with [`Registry::register`].
@@ -122,7 +121,11 @@ impl Registry {
         self.factories.keys().map(String::as_str)
     }
 
-    pub fn build(&self, kind: &str, settings: &serde_yaml::Value) -> Result<Arc<dyn Filter>, String> {
+    pub fn build(
+        &self,
+        kind: &str,
+        settings: &serde_yaml::Value,
+    ) -> Result<Arc<dyn Filter>, String> {
         match self.factories.get(kind) {
             Some(factory) => factory(settings),
             None => Err(format!(

@@ -106,12 +106,16 @@ impl Pool {
     }
 
     pub fn healthy_count(&self) -> usize {
-        (0..self.backends.len()).filter(|i| self.is_healthy(*i)).count()
+        (0..self.backends.len())
+            .filter(|i| self.is_healthy(*i))
+            .count()
     }
 
     /// Picks a healthy backend this request has not tried yet.
     pub fn pick(&self, key: &[u8], tried: &[usize], rng: &mut impl Rng) -> Pick {
-        let healthy: Vec<bool> = (0..self.backends.len()).map(|i| self.is_healthy(i)).collect();
+        let healthy: Vec<bool> = (0..self.backends.len())
+            .map(|i| self.is_healthy(i))
+            .collect();
         if !healthy.iter().any(|h| *h) {
             return Pick::NoneHealthy;
         }

@@ -25,7 +25,10 @@ pub enum Selector {
     /// current weight grows by its weight, the largest wins and pays back the
     /// sum. 5,1,1 yields a a b a c a a. The state is a few integers behind a
     /// lock held for a handful of additions.
-    SmoothRoundRobin { weights: Vec<i64>, current: Mutex<Vec<i64>> },
+    SmoothRoundRobin {
+        weights: Vec<i64>,
+        current: Mutex<Vec<i64>>,
+    },
     /// Weighted random.
     Random { weights: Vec<u64> },
     /// Ketama ring (the libketama layout, Pingora's implementation): removing
@@ -195,7 +198,8 @@ mod tests {
             }
         }
         // And the ring rebuilt without it agrees with skipping it.
-        let without: Vec<(SocketAddr, u32)> = all.iter().copied().filter(|a| a.0.port() != 9002).collect();
+        let without: Vec<(SocketAddr, u32)> =
+            all.iter().copied().filter(|a| a.0.port() != 9002).collect();
         let s2 = Selector::new(Balance::ConsistentHash, &without);
         let moved = keys
             .iter()

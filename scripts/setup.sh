@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing sluice needs on Debian/Ubuntu, if missing:
+# cmake (Pingora's libz-ng-sys), pkg-config and libssl-dev (OpenSSL TLS).
+# Sourced by run.sh, test.sh and bench.sh; safe to run again.
+set -euo pipefail
+
+SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl ${SLUICE_EXTRA_PACKAGES:-})
+
+sluice_missing_packages() {
+    local missing=()
+    for p in "${SLUICE_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    echo "${missing[@]:-}"
+}
+
+sluice_setup() {
+    local missing
+    missing=$(sluice_missing_packages)
+    if [ -n "$missing" ]; then
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "setup: installing $missing" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+    fi
+    if ! command -v cargo >/dev/null; then
+        echo "setup: cargo not found; install the Rust toolchain (rustup) first" >&2
+        exit 1
+    fi
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    sluice_setup
+fi

@@ -1,0 +1,204 @@
+//! Shared test harness: real echo backends on ephemeral ports in this
+//! process, and the real `sluice` binary as a child process.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice::echo::Echo;
+
+/// Binds port 0, reads the port back and releases it for the gateway (Pingora
+/// binds its own listeners by address).
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+/// An address nothing listens on: connections to it are refused.
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Starts an echo backend named `name` on an ephemeral port.
+pub async fn echo(name: &str) -> (SocketAddr, Arc<Echo>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let e = Echo::new(name);
+    tokio::spawn(e.clone().serve(listener));
+    (addr, e)
+}
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    pub conf: PathBuf,
+}
+
+/// Pingora's server keys every test gateway uses: files in the test's own
+/// directory and no grace period, so shutdown is immediate.
+fn server_keys(dir: &std::path::Path) -> String {
+    format!(
+        "version: 1\nthreads: 2\npid_file: {d}/sluice.pid\nupgrade_sock: {d}/upgrade.sock\n\
+         grace_period_seconds: 0\ngraceful_shutdown_timeout_seconds: 1\n",
+        d = dir.display()
+    )
+}
+
+impl Gateway {
+    /// Starts the gateway with the given gateway sections (everything but
+    /// `listen`/`admin` and Pingora's keys, which the harness adds).
+    pub async fn start(sections: &str) -> Gateway {
+        Self::start_with_listen(sections, None).await
+    }
+
+    pub async fn start_with_listen(sections: &str, listen: Option<String>) -> Gateway {
+        let mut last_err = String::new();
+        // A reserved port can be taken by someone else before the gateway
+        // binds it; try a few fresh ones.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            let admin_port = free_port();
+            let listen_yaml = match &listen {
+                Some(l) => l.replace("{port}", &port.to_string()),
+                None => format!("listen: [127.0.0.1:{port}]\n"),
+            };
+            let text = format!(
+                "{}{listen_yaml}admin: 127.0.0.1:{admin_port}\n{sections}",
+                server_keys(dir.path())
+            );
+            let conf = dir.path().join("gateway.yaml");
+            std::fs::write(&conf, &text).unwrap();
+            let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("-c")
+                .arg(&conf)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start sluice");
+            let mut gw = Gateway {
+                child,
+                port,
+                admin_port,
+                dir,
+                conf,
+            };
+            if gw.wait_ready(Duration::from_secs(20)).await {
+                return gw;
+            }
+            last_err = gw.log();
+            if !last_err.contains("in use") {
+                break;
+            }
+        }
+        panic!("gateway did not become ready:\n{last_err}");
+    }
+
+    /// Polls the admin `/healthz` and a TCP connect to the proxy port.
+    async fn wait_ready(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let admin_ok = reqwest::get(format!("http://127.0.0.1:{}/healthz", self.admin_port))
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            let proxy_ok = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok();
+            if admin_ok && proxy_ok {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sluice.log")).unwrap_or_default()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(self.admin("/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `/status` until `pred` holds; bounded in time.
+    pub async fn wait_status(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if pred(&self.status().await) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether backend `addr` of upstream `up` is healthy per `/status`.
+pub fn healthy(status: &serde_json::Value, up: &str, addr: SocketAddr) -> Option<bool> {
+    status["upstreams"][up]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == addr.to_string())
+        .and_then(|b| b["healthy"].as_bool())
+}
+
+/// A client that never keeps a connection (each request a new one) or one that does.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` and returns (status, x-backend header).
+pub async fn get_backend(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    let backend = r
+        .headers()
+        .get("x-backend")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let _ = r.bytes().await;
+    (status, backend)
+}
