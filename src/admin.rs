@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` and `/status` (JSON of the live config's
-//! routes, upstreams with each backend's health and load, and limits).
+//! The admin listener: `/metrics` (Prometheus text), `/status` (JSON of the
+//! live config's routes, upstreams with each backend's health and load, and
+//! limits), `/healthz`, and `POST /reload`.
 //! It is a separate Pingora service on its own address so that it can be
 //! bound to loopback while the proxy listens publicly.
 
@@ -13,9 +14,11 @@ use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use crate::gateway::{Gateway, Shared};
+use crate::reload::Reloader;
 
 pub struct AdminApp {
     pub shared: Arc<Shared>,
+    pub reloader: Arc<Reloader>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -29,7 +32,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 /// The `/status` document.
-pub fn status(gw: &Gateway) -> Value {
+pub fn status(gw: &Gateway, now: u64) -> Value {
     let routes: Vec<Value> = gw
         .routes
         .iter()
@@ -53,6 +56,7 @@ pub fn status(gw: &Gateway) -> Value {
         .pools
         .iter()
         .map(|(name, pool)| {
+            let effective = pool.effective_weights(now);
             let backends: Vec<Value> = pool
                 .backends
                 .iter()
@@ -61,9 +65,11 @@ pub fn status(gw: &Gateway) -> Value {
                     json!({
                         "address": b.addr.to_string(),
                         "healthy": pool.is_healthy(i),
-                        "in_flight": b.inflight.load(Ordering::Relaxed),
+                        "ejected": pool.is_ejected(i, now),
+                        "in_flight": b.stats.inflight.load(Ordering::Relaxed),
                         "weight": b.weight,
-                        "effective_weight": b.weight,
+                        "effective_weight": (effective[i] * 100.0).round() / 100.0,
+                        "latency_ms": (b.stats.latency.cost(now, pool.spec.latency_decay.as_nanos() as f64) / 1e4).round() / 100.0,
                     })
                 })
                 .collect();
@@ -72,6 +78,7 @@ pub fn status(gw: &Gateway) -> Value {
                 json!({
                     "balance": pool.spec.balance.as_str(),
                     "healthy": pool.healthy_count(),
+                    "panic": pool.in_panic(),
                     "backends": backends,
                 }),
             )
@@ -111,10 +118,47 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/metrics" => reply(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                self.shared
+                    .metrics
+                    .render(&self.shared.load(), self.shared.now_nanos()),
+            ),
+            "/reload" if method != http::Method::POST => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "application/json",
+                br#"{"error": "use POST /reload"}"#.to_vec(),
+            ),
+            "/reload" => {
+                let reloader = self.reloader.clone();
+                let result = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                let (status, doc) = match result {
+                    Ok(Ok(outcome)) => (
+                        StatusCode::OK,
+                        json!({"result": "ok", "needs_upgrade": outcome.needs_upgrade}),
+                    ),
+                    Ok(Err(errors)) => (
+                        StatusCode::BAD_REQUEST,
+                        json!({
+                            "result": "failed",
+                            "errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                        }),
+                    ),
+                    Err(e) => (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"result": "failed", "errors": [e.to_string()]}),
+                    ),
+                };
+                let mut body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+                body.push(b'\n');
+                reply(status, "application/json", body)
+            }
             "/status" => {
-                let doc = status(&self.shared.load());
+                let doc = status(&self.shared.load(), self.shared.now_nanos());
                 let mut body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
                 body.push(b'\n');
                 reply(StatusCode::OK, "application/json", body)
@@ -122,7 +166,8 @@ impl ServeHttp for AdminApp {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "application/json",
-                br#"{"error": "unknown admin path (try /status, /healthz)"}"#.to_vec(),
+                br#"{"error": "unknown admin path (try /status, /metrics, /healthz, POST /reload)"}"#
+                    .to_vec(),
             ),
         }
     }

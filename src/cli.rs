@@ -10,11 +10,14 @@ use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service as ListeningService;
 
+use crate::access_log::{AccessLog, AccessLogService};
 use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::{Gateway, Shared};
+use crate::lifecycle::{self, DrainOnUpgrade, SighupReload, SweepLimits};
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::upstream::HealthService;
 
 #[derive(Parser, Debug)]
@@ -48,6 +51,7 @@ fn report(path: &str, errors: &[ConfigError]) {
 /// Parses the command line and runs the gateway with the given filter kinds.
 pub fn run(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
+    lifecycle::ignore_sighup_until_ready();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 
     let loaded = match config::load_file(&cli.conf, &registry) {
@@ -61,7 +65,7 @@ pub fn run(registry: Registry) -> ExitCode {
         println!("{}: configuration is valid", cli.conf);
         return ExitCode::SUCCESS;
     }
-    match serve(cli, loaded) {
+    match serve(cli, loaded, registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sluice: {message}");
@@ -70,7 +74,7 @@ pub fn run(registry: Registry) -> ExitCode {
     }
 }
 
-fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
+fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     let Loaded {
         server: server_conf,
         gateway: config,
@@ -84,9 +88,18 @@ fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
     };
     let listeners = config.listeners.clone();
     let admin = config.admin.clone();
-    let shared = Shared::new(Gateway::build(config));
+    let access_log = config.access_log.clone().map(AccessLog::new);
+    let server_yaml = server_conf.to_yaml();
+    let shared = Shared::new(Gateway::build(config), access_log);
+    let reloader = Arc::new(Reloader::new(
+        cli.conf.clone(),
+        registry,
+        shared.clone(),
+        server_yaml,
+    ));
 
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    let phases = server.watch_execution_phase();
     server.bootstrap();
 
     let mut proxy =
@@ -106,11 +119,33 @@ fn serve(cli: Cli, loaded: Loaded) -> Result<(), String> {
             shared: shared.clone(),
         },
     ));
+    server.add_service(background_service(
+        "drain on upgrade",
+        DrainOnUpgrade {
+            shared: shared.clone(),
+            phases: std::sync::Mutex::new(Some(phases)),
+        },
+    ));
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        SighupReload(reloader.clone()),
+    ));
+    server.add_service(background_service(
+        "limit sweeper",
+        SweepLimits(shared.clone()),
+    ));
+    if shared.access_log.is_some() {
+        server.add_service(background_service(
+            "access log",
+            AccessLogService(shared.clone()),
+        ));
+    }
     if let Some(addr) = admin {
         let mut svc = ListeningService::new(
             "admin".to_string(),
             AdminApp {
                 shared: Arc::clone(&shared),
+                reloader,
             },
         );
         svc.add_tcp(&addr);

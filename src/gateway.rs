@@ -1,16 +1,21 @@
 //! The live gateway: a compiled config (route table, pools, filters, limits)
-//! behind an atomic pointer.
+//! behind an atomic pointer, and the process-wide state that outlives any one
+//! config (metrics, the limiter clock, whether the process is draining).
 //!
 //! Each request loads one snapshot at its start and uses it to the end, so a
 //! reload swaps everything at once and no request sees half a config.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::access_log::AccessLog;
 use crate::config::{Config, RouteSpec};
 use crate::filters::Filter;
+use crate::limits::{Clock, Limiter, MonotonicClock};
+use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::upstream::Pool;
 
@@ -20,6 +25,7 @@ pub struct Route {
     pub name: Arc<str>,
     pub pool: Arc<Pool>,
     pub filters: Vec<Arc<dyn Filter>>,
+    pub limits: Vec<Arc<Limiter>>,
 }
 
 pub struct Gateway {
@@ -27,55 +33,99 @@ pub struct Gateway {
     pub router: Router,
     pub routes: Vec<Route>,
     pub pools: BTreeMap<String, Arc<Pool>>,
+    pub limiters: BTreeMap<String, Arc<Limiter>>,
 }
 
 impl Gateway {
     /// Compiles a validated config. Cannot fail: validation already checked
     /// every reference this resolves.
     pub fn build(config: Config) -> Gateway {
+        Self::rebuild(config, None, 0)
+    }
+
+    /// Compiles `config`, keeping what `previous` learned where the config
+    /// did not change: an unchanged pool is reused whole (health, balancer
+    /// position, in-flight counts); a changed pool keeps the health of the
+    /// backends it still has; an unchanged limit keeps its counters.
+    /// `now` is the limiter clock's reading, when new backends start their
+    /// slow start.
+    pub fn rebuild(config: Config, previous: Option<&Gateway>, now: u64) -> Gateway {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .upstreams
             .values()
-            .map(|u| (u.name.clone(), Arc::new(Pool::new(u.clone()))))
+            .map(|spec| {
+                let old = previous.and_then(|p| p.pools.get(&spec.name));
+                let pool = match old {
+                    Some(old) if old.spec == *spec => old.clone(),
+                    _ => Arc::new(Pool::rebuild(spec.clone(), old.map(|p| p.as_ref()), now)),
+                };
+                (spec.name.clone(), pool)
+            })
+            .collect();
+        let limiters: BTreeMap<String, Arc<Limiter>> = config
+            .limits
+            .iter()
+            .map(|(name, spec)| {
+                let old = previous.and_then(|p| p.limiters.get(name));
+                let limiter = match old {
+                    Some(old) if old.spec() == spec => old.clone(),
+                    _ => Arc::new(Limiter::new(spec.clone())),
+                };
+                (name.clone(), limiter)
+            })
             .collect();
         let routes: Vec<Route> = config
             .routes
             .iter()
             .filter_map(|spec| {
-                let pool = pools.get(&spec.upstream)?.clone();
-                let filters = spec
-                    .filters
-                    .iter()
-                    .filter_map(|f| config.filters.get(f).cloned())
-                    .collect();
                 Some(Route {
                     spec: spec.clone(),
                     name: Arc::from(spec.name.as_str()),
-                    pool,
-                    filters,
+                    pool: pools.get(&spec.upstream)?.clone(),
+                    filters: spec
+                        .filters
+                        .iter()
+                        .filter_map(|f| config.filters.get(f).cloned())
+                        .collect(),
+                    limits: spec
+                        .limits
+                        .iter()
+                        .filter_map(|l| limiters.get(l).cloned())
+                        .collect(),
                 })
             })
             .collect();
         // The router indexes `routes`, so build it from exactly that list.
-        let specs: Vec<RouteSpec> = routes.iter().map(|r: &Route| r.spec.clone()).collect();
+        let specs: Vec<RouteSpec> = routes.iter().map(|r| r.spec.clone()).collect();
         Gateway {
             router: Router::new(&specs),
             routes,
             pools,
+            limiters,
             config,
         }
     }
 }
 
-/// The pointer every request and background task reads the live gateway from.
+/// Process-wide state every request and background task reads.
 pub struct Shared {
     current: ArcSwap<Gateway>,
+    draining: AtomicBool,
+    pub metrics: Metrics,
+    /// The one clock limiters are read with, so state kept across reloads
+    /// keeps its meaning.
+    pub clock: MonotonicClock,
+    pub access_log: Option<AccessLog>,
 }
 
 impl Shared {
-    pub fn new(gateway: Gateway) -> Arc<Shared> {
+    pub fn new(gateway: Gateway, access_log: Option<AccessLog>) -> Arc<Shared> {
         Arc::new(Shared {
             current: ArcSwap::from_pointee(gateway),
+            draining: AtomicBool::new(false),
+            metrics: Metrics::new(),
+            clock: MonotonicClock::new(),
+            access_log,
         })
     }
 
@@ -85,5 +135,20 @@ impl Shared {
 
     pub fn store(&self, gateway: Gateway) {
         self.current.store(Arc::new(gateway));
+    }
+
+    pub fn now_nanos(&self) -> u64 {
+        self.clock.now_nanos()
+    }
+
+    /// Set once an upgrade or shutdown has begun: from then on responses ask
+    /// clients to close their connections, so that no keep-alive connection
+    /// is left idle on a process about to drop it.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }

@@ -4,7 +4,9 @@
 //! [`upstream`] selection → Pingora → response filters. [`proxy`] is the thin
 //! `ProxyHttp` glue; everything it calls is testable without sockets.
 
+pub mod access_log;
 pub mod admin;
+pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod echo;
@@ -13,8 +15,12 @@ pub mod filters;
 pub mod forwarded;
 pub mod gateway;
 pub mod keys;
+pub mod lifecycle;
 pub mod limits;
+pub mod metrics;
+pub mod observe;
 pub mod proxy;
+pub mod reload;
 pub mod request_id;
 pub mod router;
 pub mod upstream;

@@ -16,14 +16,16 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::admission;
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
 use crate::forwarded;
 use crate::gateway::{Gateway, Route, Shared};
 use crate::keys::KeyInput;
+use crate::limits::{ConcurrencyGuard, Outcome, Verdict};
 use crate::request_id;
-use crate::upstream::Pick;
+use crate::upstream::{Attempt, Pick};
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -33,6 +35,36 @@ impl Proxy {
     pub fn new(shared: Arc<Shared>) -> Self {
         Proxy { shared }
     }
+
+    /// Writes a response the gateway made itself.
+    async fn send(&self, session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<()> {
+        if self.shared.is_draining() {
+            session.set_keepalive(None);
+        }
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    async fn send_error(
+        &self,
+        session: &mut Session,
+        err: GatewayError,
+        request_id: &str,
+    ) -> Result<()> {
+        let (header, body) = errors::response(err.status(), err.message(), request_id);
+        self.send(session, header, body).await
+    }
+}
+
+/// What the limits decided, kept for the response and the access log.
+enum LimitState {
+    /// The route has no limits.
+    None,
+    /// Admitted: the concurrency slots to hold and the `RateLimit` fields to send.
+    Admitted(Verdict),
+    Rejected(Arc<str>),
 }
 
 /// Everything the gateway learns about one request, from phase to phase.
@@ -43,10 +75,17 @@ pub struct RequestCtx {
     filter_ctx: Option<FilterContext>,
     request_id: Arc<str>,
     peer_ip: Option<IpAddr>,
+    client_ip: Option<IpAddr>,
     /// Backends this request has been sent to, in order.
     tried: Vec<usize>,
+    attempts: usize,
     /// The backend whose in-flight count this request holds.
     inflight_on: Option<usize>,
+    /// The last backend answered with a response header.
+    upstream_answered: bool,
+    /// When the current attempt's backend was picked (limiter clock nanos).
+    attempt_started: u64,
+    limits: LimitState,
     started: Instant,
 }
 
@@ -59,23 +98,34 @@ impl RequestCtx {
     fn release_inflight(&mut self) {
         if let (Some(idx), Some((_, route))) = (self.inflight_on, self.route()) {
             if let Some(b) = route.pool.backends.get(idx) {
-                b.inflight.fetch_sub(1, Ordering::Relaxed);
+                b.stats.inflight.fetch_sub(1, Ordering::Relaxed);
             }
         }
         self.inflight_on = None;
     }
-}
 
-async fn send(session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<()> {
-    session
-        .write_response_header(Box::new(header), false)
-        .await?;
-    session.write_response_body(Some(body), true).await
-}
+    /// Counts an attempt's outcome for the backend it went to.
+    fn count_attempt(&self, shared: &Shared, backend: Option<usize>, outcome: &str) {
+        if let (Some(idx), Some((_, route))) = (backend, self.route()) {
+            if let Some(b) = route.pool.backends.get(idx) {
+                shared
+                    .metrics
+                    .upstream_requests
+                    .with_label_values(&[route.pool.name(), &b.addr.to_string(), outcome])
+                    .inc();
+            }
+        }
+    }
 
-async fn send_error(session: &mut Session, err: GatewayError, request_id: &str) -> Result<()> {
-    let (header, body) = errors::response(err.status(), err.message(), request_id);
-    send(session, header, body).await
+    fn count_retry(&self, shared: &Shared) {
+        if let Some((_, route)) = self.route() {
+            shared
+                .metrics
+                .retries
+                .with_label_values(&[route.pool.name()])
+                .inc();
+        }
+    }
 }
 
 #[async_trait]
@@ -89,8 +139,13 @@ impl ProxyHttp for Proxy {
             filter_ctx: None,
             request_id: Arc::from(""),
             peer_ip: None,
+            client_ip: None,
             tried: Vec::new(),
+            attempts: 0,
             inflight_on: None,
+            upstream_answered: false,
+            attempt_started: 0,
+            limits: LimitState::None,
             started: Instant::now(),
         }
     }
@@ -104,7 +159,7 @@ impl ProxyHttp for Proxy {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let client_ip = forwarded::client_ip(
+        ctx.client_ip = forwarded::client_ip(
             ctx.peer_ip,
             req.headers
                 .get_all("x-forwarded-for")
@@ -118,13 +173,17 @@ impl ProxyHttp for Proxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.host());
         let Some(route_id) = gw.router.find(host, req.uri.path(), &req.method) else {
-            send_error(session, GatewayError::NoRoute, &ctx.request_id).await?;
+            self.send_error(session, GatewayError::NoRoute, &ctx.request_id)
+                .await?;
             return Ok(true);
         };
+        ctx.route = Some(route_id);
+        ctx.gateway = Some(gw.clone());
         let route = &gw.routes[route_id];
+
         let mut fctx = FilterContext {
             request_id: ctx.request_id.clone(),
-            client_ip,
+            client_ip: ctx.client_ip,
             route: route.name.clone(),
             vars: Default::default(),
         };
@@ -138,13 +197,35 @@ impl ProxyHttp for Proxy {
                     header.insert_header(n, v)?;
                 }
                 header.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
-                send(session, header, reply.body).await?;
+                self.send(session, header, reply.body).await?;
                 return Ok(true);
             }
         }
         ctx.filter_ctx = Some(fctx);
-        ctx.route = Some(route_id);
-        ctx.gateway = Some(gw);
+
+        if !route.limits.is_empty() {
+            let verdict = admission::check(
+                route,
+                session.req_header(),
+                ctx.client_ip,
+                self.shared.now_nanos(),
+                &self.shared.metrics,
+            );
+            if let Outcome::Rejected {
+                index,
+                status,
+                retry_after_secs,
+            } = verdict.outcome
+            {
+                let name = route.limits[index].name();
+                ctx.limits = LimitState::Rejected(Arc::from(name));
+                let (header, body) =
+                    admission::rejection(&verdict, status, retry_after_secs, name, &ctx.request_id);
+                self.send(session, header, body).await?;
+                return Ok(true);
+            }
+            ctx.limits = LimitState::Admitted(verdict);
+        }
         Ok(false)
     }
 
@@ -161,7 +242,7 @@ impl ProxyHttp for Proxy {
         let key = if pool.spec.balance == Balance::ConsistentHash {
             let req = session.req_header();
             let input = KeyInput {
-                client_ip: ctx.filter_ctx.as_ref().and_then(|f| f.client_ip),
+                client_ip: ctx.client_ip,
                 headers: &req.headers,
                 uri: &req.uri,
                 route: &route.name,
@@ -170,12 +251,16 @@ impl ProxyHttp for Proxy {
         } else {
             None
         };
-        let pick = pool.pick(
+        let now = self.shared.now_nanos();
+        if ctx.attempts == 0 {
+            pool.budget.record_request(now);
+        }
+        match pool.pick(
             key.as_deref().unwrap_or(b""),
             &ctx.tried,
+            now,
             &mut rand::thread_rng(),
-        );
-        match pick {
+        ) {
             Pick::Backend(idx) => {
                 let Some(peer) = pool.peer(idx) else {
                     return Error::e_explain(
@@ -183,9 +268,15 @@ impl ProxyHttp for Proxy {
                         "backend index out of range",
                     );
                 };
-                pool.backends[idx].inflight.fetch_add(1, Ordering::Relaxed);
+                pool.backends[idx]
+                    .stats
+                    .inflight
+                    .fetch_add(1, Ordering::Relaxed);
                 ctx.tried.push(idx);
+                ctx.attempts += 1;
                 ctx.inflight_on = Some(idx);
+                ctx.upstream_answered = false;
+                ctx.attempt_started = now;
                 Ok(peer)
             }
             Pick::NoneHealthy => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend"),
@@ -202,10 +293,22 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "connect_failure");
         ctx.release_inflight();
-        // Nothing was sent, so any method may go to another backend.
-        let retries = ctx.route().map_or(0, |(_, r)| r.pool.spec.retries as usize);
-        e.set_retry(ctx.tried.len() <= retries);
+        let now = self.shared.now_nanos();
+        // Nothing was sent, so any method may go to another backend, within
+        // the route's retry count and the pool's retry budget.
+        let retry = match (ctx.route(), ctx.tried.last()) {
+            (Some((_, r)), Some(&idx)) => {
+                r.pool.record(idx, Attempt::ConnectFailed, now);
+                ctx.tried.len() <= r.pool.spec.retries as usize && r.pool.budget.try_retry(now)
+            }
+            _ => false,
+        };
+        if retry {
+            ctx.count_retry(&self.shared);
+        }
+        e.set_retry(retry);
         e
     }
 
@@ -224,9 +327,11 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
+        ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "error");
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
+            ctx.count_retry(&self.shared);
             ctx.release_inflight();
             ctx.tried.pop();
         }
@@ -261,8 +366,10 @@ impl ProxyHttp for Proxy {
                 .map(|v| v.as_bytes())
                 .collect();
             let joined = existing.join(&b", "[..]);
-            let xff = forwarded::append_xff(Some(&joined), peer);
-            upstream_request.insert_header("x-forwarded-for", xff)?;
+            upstream_request.insert_header(
+                "x-forwarded-for",
+                forwarded::append_xff(Some(&joined), peer),
+            )?;
             let from_trusted = gw.config.trusted_proxies.iter().any(|n| n.contains(&peer));
             if !from_trusted || !upstream_request.headers.contains_key("x-forwarded-proto") {
                 let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
@@ -281,10 +388,25 @@ impl ProxyHttp for Proxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.upstream_answered = true;
+        if let (Some((_, route)), Some(&idx)) = (ctx.route(), ctx.tried.last()) {
+            let now = self.shared.now_nanos();
+            let attempt = Attempt::Answered {
+                status: upstream_response.status.as_u16(),
+                rtt_nanos: now.saturating_sub(ctx.attempt_started),
+            };
+            route.pool.record(idx, attempt, now);
+        }
+        if self.shared.is_draining() {
+            session.set_keepalive(None);
+        }
+        if let LimitState::Admitted(verdict) = &ctx.limits {
+            admission::add_ratelimit_fields(upstream_response, verdict);
+        }
         if let (Some((_, route)), Some(fctx)) = (ctx.route(), &ctx.filter_ctx) {
             // Response hooks unwind in reverse, like middleware.
             for filter in route.filters.iter().rev() {
@@ -317,9 +439,13 @@ impl ProxyHttp for Proxy {
             },
         };
         if code > 0 {
+            // Pingora does not reuse a connection after a failed proxy
+            // attempt; say so, or the client will send its next request into
+            // a closing socket.
+            session.set_keepalive(None);
             let err = GatewayError::from_status(code);
             let (header, body) = errors::response(code, err.message(), &ctx.request_id);
-            if let Err(write_err) = send(session, header, body).await {
+            if let Err(write_err) = self.send(session, header, body).await {
                 log::debug!("could not send error response: {write_err}");
             }
         }
@@ -329,8 +455,47 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // 503 for an ejected pool is an expected answer, not a proxy failure.
+        matches!(e.etype(), ErrorType::HTTPStatus(503))
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.upstream_answered {
+            ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "ok");
+        } else if e.is_some_and(|e| e.esource() == &ErrorSource::Upstream)
+            && ctx.inflight_on.is_some()
+        {
+            ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "error");
+        }
         ctx.release_inflight();
-        let _ = ctx.started;
+        // Release concurrency slots now, not when Pingora drops the context.
+        let limit_label: Arc<str> = match std::mem::replace(&mut ctx.limits, LimitState::None) {
+            LimitState::None => Arc::from("-"),
+            LimitState::Admitted(verdict) => {
+                drop::<smallvec::SmallVec<[ConcurrencyGuard; 2]>>(verdict.guards);
+                Arc::from("admitted")
+            }
+            LimitState::Rejected(name) => Arc::from(format!("rejected:{name}")),
+        };
+        crate::observe::request_done(&self.shared, session, ctx_view(ctx), &limit_label);
+    }
+}
+
+fn ctx_view(ctx: &RequestCtx) -> crate::observe::Done<'_> {
+    let route = ctx.route();
+    crate::observe::Done {
+        request_id: &ctx.request_id,
+        client_ip: ctx.client_ip,
+        route: route.map_or("", |(_, r)| &r.name),
+        upstream: route.map_or("", |(_, r)| r.pool.name()),
+        backend: route.and_then(|(_, r)| {
+            ctx.tried
+                .last()
+                .and_then(|i| r.pool.backends.get(*i))
+                .map(|b| b.addr)
+        }),
+        attempts: ctx.attempts,
+        started: ctx.started,
     }
 }

@@ -64,7 +64,7 @@ impl Router {
         r.exact.values_mut().for_each(by_prefix);
         r.wildcard.iter_mut().for_each(|(_, l)| by_prefix(l));
         by_prefix(&mut r.any_host);
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard.sort_by_key(|w| std::cmp::Reverse(w.0.len()));
         r
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde_yaml::{Mapping, Value};
 
-use super::model::{Config, ListenerSpec, TlsSpec};
+use super::model::{AccessLogFormat, AccessLogSpec, Config, ListenerSpec, TlsSpec};
 use super::node::{Errors, Node};
 use crate::filters::{Filter, Registry};
 
@@ -41,6 +41,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
     let trusted_proxies = field("trusted_proxies")
         .map(|n| trusted(&n, errs))
         .unwrap_or_default();
+    let access_log = field("access_log").and_then(|n| access_log(&n, errs));
     let upstreams = field("upstreams")
         .map(|n| super::upstreams::validate(&n, errs))
         .unwrap_or_default();
@@ -119,7 +120,41 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         limits,
         filters,
         routes,
+        access_log,
     })
+}
+
+/// `access_log: /var/log/sluice/access.log` or `{ path: ..., format: json }`.
+fn access_log(node: &Node, errs: &mut Errors) -> Option<AccessLogSpec> {
+    if let Value::String(path) = node.value {
+        return Some(AccessLogSpec {
+            path: path.clone(),
+            format: AccessLogFormat::Text,
+        });
+    }
+    let m = node.mapping(errs, &["path", "format"])?;
+    let path = match node.field(m, "path") {
+        Some(p) => p.str(errs)?.to_string(),
+        None => {
+            errs.push(
+                node.key_path("path"),
+                "required: a file, or `-` for standard output",
+            );
+            return None;
+        }
+    };
+    let format = match node.field(m, "format") {
+        None => AccessLogFormat::Text,
+        Some(f) => match f.str(errs)? {
+            "text" => AccessLogFormat::Text,
+            "json" => AccessLogFormat::Json,
+            other => {
+                errs.push(f.path(), format!("unknown format `{other}` (text, json)"));
+                return None;
+            }
+        },
+    };
+    Some(AccessLogSpec { path, format })
 }
 
 fn listeners(node: &Node, errs: &mut Errors) -> Vec<ListenerSpec> {

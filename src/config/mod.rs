@@ -31,6 +31,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "limits",
     "routes",
     "filters",
+    "access_log",
 ];
 
 /// A loaded file: Pingora's server settings and the gateway's.

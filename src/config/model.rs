@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use crate::filters::Filter;
 use crate::keys::KeySpec;
 use crate::limits::LimitSpec;
+use crate::upstream::{BudgetSpec, OutlierSpec};
 
 #[derive(Clone)]
 pub struct Config {
@@ -23,6 +24,21 @@ pub struct Config {
     /// Filter instances by the name routes use.
     pub filters: BTreeMap<String, Arc<dyn Filter>>,
     pub routes: Vec<RouteSpec>,
+    pub access_log: Option<AccessLogSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogSpec {
+    /// A file to append to, or `-` for standard output.
+    pub path: String,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +58,8 @@ pub enum Balance {
     RoundRobin,
     Random,
     ConsistentHash,
+    LeastConn,
+    LoadAware,
 }
 
 impl Balance {
@@ -50,6 +68,8 @@ impl Balance {
             Balance::RoundRobin => "round_robin",
             Balance::Random => "random",
             Balance::ConsistentHash => "consistent_hash",
+            Balance::LeastConn => "least_conn",
+            Balance::LoadAware => "load_aware",
         }
     }
 }
@@ -73,6 +93,15 @@ pub struct UpstreamSpec {
     pub tls: bool,
     /// SNI and Host for TLS backends and HTTP health checks.
     pub sni: String,
+    /// Passive health: eject backends that keep failing real requests.
+    pub outlier: Option<OutlierSpec>,
+    /// Ramp a joining or recovering backend's share up over this long.
+    pub slow_start: Option<Duration>,
+    /// Below this percentage of healthy backends, balance across all (0 = never).
+    pub panic_threshold: u32,
+    pub retry_budget: BudgetSpec,
+    /// How fast `load_aware` forgets a slow response time.
+    pub latency_decay: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use serde_yaml::Value;
 use super::model::{BackendSpec, Balance, HealthCheckSpec, HealthKind, UpstreamSpec};
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
+use crate::upstream::{BudgetSpec, OutlierSpec};
 
 const UPSTREAM_KEYS: &[&str] = &[
     "balance",
@@ -22,6 +23,11 @@ const UPSTREAM_KEYS: &[&str] = &[
     "retries",
     "tls",
     "sni",
+    "outlier_detection",
+    "slow_start",
+    "panic_threshold",
+    "retry_budget",
+    "latency_decay",
 ];
 const HEALTH_KEYS: &[&str] = &[
     "type",
@@ -56,17 +62,14 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
             "round_robin" => Some(Balance::RoundRobin),
             "random" => Some(Balance::Random),
             "consistent_hash" => Some(Balance::ConsistentHash),
-            "least_conn" | "load_aware" => {
-                errs.push(
-                    b.path(),
-                    "not available in this version (round_robin, random, consistent_hash)",
-                );
-                None
-            }
+            "least_conn" => Some(Balance::LeastConn),
+            "load_aware" => Some(Balance::LoadAware),
             other => {
                 errs.push(
                     b.path(),
-                    format!("unknown algorithm `{other}` (round_robin, random, consistent_hash)"),
+                    format!(
+                        "unknown algorithm `{other}` (round_robin, random, consistent_hash, least_conn, load_aware)"
+                    ),
                 );
                 None
             }
@@ -123,6 +126,27 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         Some(s) => s.str(errs).map(String::from),
     };
 
+    let outlier = field("outlier_detection").and_then(|o| outlier(&o, errs));
+    let slow_start = field("slow_start").and_then(|d| d.duration(errs));
+    let panic_threshold = match field("panic_threshold") {
+        None => Some(0),
+        Some(p) => p.uint(errs, 0, 100).map(|p| p as u32),
+    };
+    let retry_budget = match field("retry_budget") {
+        None => Some(BudgetSpec {
+            ratio: 0.2,
+            min_per_second: 10.0,
+        }),
+        Some(b) => budget(&b, errs),
+    };
+    let latency_decay = dur("latency_decay", Duration::from_secs(1), errs);
+    if slow_start.is_some() && balance == Some(Balance::ConsistentHash) {
+        errs.push(
+            n.key_path("slow_start"),
+            "not supported with consistent_hash (a key cannot be partly on a backend)",
+        );
+    }
+
     if errs.0.len() > errors_before {
         return None;
     }
@@ -139,6 +163,69 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         retries: retries?,
         tls: tls?,
         sni: sni?,
+        outlier,
+        slow_start,
+        panic_threshold: panic_threshold?,
+        retry_budget: retry_budget?,
+        latency_decay: latency_decay?,
+    })
+}
+
+fn outlier(n: &Node, errs: &mut Errors) -> Option<OutlierSpec> {
+    let m = n.mapping(
+        errs,
+        &[
+            "consecutive_failures",
+            "base_ejection",
+            "max_ejection",
+            "max_ejected_percent",
+        ],
+    )?;
+    let failures = match n.field(m, "consecutive_failures") {
+        None => Some(5),
+        Some(v) => v.uint(errs, 1, 1000).map(|v| v as u32),
+    };
+    let dur = |k: &str, d: Duration, errs: &mut Errors| match n.field(m, k) {
+        None => Some(d),
+        Some(v) => v.duration(errs),
+    };
+    let base = dur("base_ejection", Duration::from_secs(10), errs);
+    let max = dur("max_ejection", Duration::from_secs(300), errs);
+    let percent = match n.field(m, "max_ejected_percent") {
+        None => Some(50),
+        Some(v) => v.uint(errs, 0, 100).map(|v| v as u32),
+    };
+    if let (Some(b), Some(x)) = (base, max) {
+        if x < b {
+            errs.push(n.key_path("max_ejection"), "must be at least base_ejection");
+            return None;
+        }
+    }
+    Some(OutlierSpec {
+        consecutive_failures: failures?,
+        base_ejection: base?,
+        max_ejection: max?,
+        max_ejected_percent: percent?,
+    })
+}
+
+fn budget(n: &Node, errs: &mut Errors) -> Option<BudgetSpec> {
+    let m = n.mapping(errs, &["ratio", "min_per_second"])?;
+    let number = |k: &str, default: f64, errs: &mut Errors| match n.field(m, k) {
+        None => Some(default),
+        Some(v) => match v.value.as_f64() {
+            Some(x) if x.is_finite() && x >= 0.0 => Some(x),
+            _ => {
+                errs.push(v.path(), "must be a number, 0 or more");
+                None
+            }
+        },
+    };
+    let ratio = number("ratio", 0.2, errs);
+    let min = number("min_per_second", 10.0, errs);
+    Some(BudgetSpec {
+        ratio: ratio?,
+        min_per_second: min?,
     })
 }
 

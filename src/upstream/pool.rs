@@ -1,34 +1,53 @@
 //! One upstream pool: its backends, their health and load, and its selector.
 //!
-//! Membership and active health come from Pingora's load-balancing crate
-//! (`Backends` with static discovery and a `HealthCheck`); which backend to
-//! use comes from [`Selector`], which asks this pool which backends are
-//! eligible. A pool is immutable once built; a reload builds a new one.
+//! A backend is *available* when active health checks pass (Pingora's
+//! load-balancing crate, through a [`HealthView`]) and passive health has not
+//! ejected it. [`Pool::pick`] hands the [`Selector`] the available backends
+//! this request has not tried, with each one's load; below the panic
+//! threshold it hands it every backend instead (Envoy's panic mode: better to
+//! spread load over all than to crush the few that still pass checks).
+//!
+//! A pool is immutable once built; a reload builds a new one, which shares the
+//! old one's [`HealthView`] and, per address, its [`BackendStats`], so health,
+//! in-flight counts and latency survive an edit of the pool.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::Arc;
 
-use futures::FutureExt;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_load_balancing::discovery::Static;
-use pingora_load_balancing::{Backend, Backends};
+use pingora_load_balancing::Backend;
 use rand::Rng;
+use smallvec::SmallVec;
 
-use super::health;
-use super::selection::Selector;
-use crate::config::UpstreamSpec;
+use super::budget::RetryBudget;
+use super::load::PeakEwma;
+use super::outlier::{room_to_eject, OutlierState};
+use super::selection::{load_aware_cost, Load, Selector};
+use super::view::HealthView;
+use crate::config::{Balance, UpstreamSpec};
 
-/// A backend and what the gateway measures of it.
+/// What the gateway measures of a backend; shared across reloads by address.
+#[derive(Default)]
+pub struct BackendStats {
+    /// Requests being served by this backend now.
+    pub inflight: AtomicU64,
+    pub latency: PeakEwma,
+    pub outlier: OutlierState,
+    /// When the backend (re)joined, for slow start; 0 = fully warmed.
+    ready_since: AtomicU64,
+    /// Whether the last pick saw it available, to notice a recovery.
+    was_available: AtomicBool,
+}
+
+/// A backend of this pool.
 pub struct BackendState {
     pub addr: SocketAddr,
     pub weight: u32,
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
-    /// Requests currently being served by this backend through this pool.
-    pub inflight: AtomicU64,
+    pub stats: Arc<BackendStats>,
 }
 
 /// The outcome of asking a pool for a backend.
@@ -41,55 +60,77 @@ pub enum Pick {
     Exhausted,
 }
 
+/// How a backend's answer went, for passive health and load tracking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// A response came back; its status and the time to its header.
+    Answered {
+        status: u16,
+        rtt_nanos: u64,
+    },
+    ConnectFailed,
+}
+
 pub struct Pool {
     pub spec: UpstreamSpec,
     pub backends: Vec<BackendState>,
     selector: Selector,
-    view: Backends,
-    has_health_check: bool,
-    next_check: Mutex<Instant>,
-    checking: AtomicBool,
+    view: Arc<HealthView>,
+    pub budget: RetryBudget,
+    in_panic: AtomicBool,
+    decay_nanos: f64,
 }
 
 impl Pool {
     pub fn new(spec: UpstreamSpec) -> Pool {
+        Self::rebuild(spec, None, 0)
+    }
+
+    /// A pool for `spec` that keeps what `previous` knew (see the module
+    /// doc). Backends new to the pool start their slow start at `now`.
+    pub fn rebuild(spec: UpstreamSpec, previous: Option<&Pool>, now: u64) -> Pool {
         let backends: Vec<BackendState> = spec
             .backends
             .iter()
-            .map(|b| BackendState {
-                addr: b.address,
-                weight: b.weight,
-                backend: Backend {
-                    addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.address),
-                    weight: b.weight as usize,
-                    ext: Default::default(),
-                },
-                inflight: AtomicU64::new(0),
+            .map(|b| {
+                let old = previous.and_then(|p| p.backends.iter().find(|o| o.addr == b.address));
+                let stats = match (old, previous) {
+                    (Some(o), _) => o.stats.clone(),
+                    (None, Some(_)) => {
+                        let s = BackendStats::default();
+                        s.ready_since.store(now.max(1), Ordering::Relaxed);
+                        s.was_available.store(true, Ordering::Relaxed);
+                        Arc::new(s)
+                    }
+                    (None, None) => {
+                        let s = BackendStats::default();
+                        s.was_available.store(true, Ordering::Relaxed);
+                        Arc::new(s)
+                    }
+                };
+                BackendState {
+                    addr: b.address,
+                    weight: b.weight,
+                    backend: Backend {
+                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.address),
+                        weight: b.weight as usize,
+                        ext: Default::default(),
+                    },
+                    stats,
+                }
             })
             .collect();
-        let set: BTreeSet<Backend> = backends.iter().map(|b| b.backend.clone()).collect();
-        let mut view = Backends::new(Static::new(set));
-        let has_health_check = match &spec.health_check {
-            Some(hc) => {
-                view.set_health_check(health::build(hc, &spec));
-                true
-            }
-            None => false,
-        };
-        // Static discovery never waits, so this resolves on the first poll; it
-        // publishes the membership that health checks then run over.
-        if let Some(Err(e)) = view.update(|_| {}).now_or_never() {
-            log::error!("upstream {}: backend discovery failed: {e}", spec.name);
-        }
+        let members: BTreeSet<Backend> = backends.iter().map(|b| b.backend.clone()).collect();
+        let view = HealthView::for_spec(&spec, members, previous.map(|p| &p.view));
         let weights: Vec<(SocketAddr, u32)> = backends.iter().map(|b| (b.addr, b.weight)).collect();
         Pool {
             selector: Selector::new(spec.balance, &weights),
+            budget: RetryBudget::new(spec.retry_budget.clone()),
+            decay_nanos: spec.latency_decay.as_nanos() as f64,
             spec,
             backends,
             view,
-            has_health_check,
-            next_check: Mutex::new(Instant::now()),
-            checking: AtomicBool::new(false),
+            in_panic: AtomicBool::new(false),
         }
     }
 
@@ -105,27 +146,153 @@ impl Pool {
             .is_some_and(|b| self.view.ready(&b.backend))
     }
 
+    /// Healthy by active checks and not ejected by passive health.
+    pub fn is_available(&self, idx: usize, now: u64) -> bool {
+        self.is_healthy(idx) && !self.backends[idx].stats.outlier.is_ejected(now)
+    }
+
+    pub fn is_ejected(&self, idx: usize, now: u64) -> bool {
+        self.backends
+            .get(idx)
+            .is_some_and(|b| b.stats.outlier.is_ejected(now))
+    }
+
     pub fn healthy_count(&self) -> usize {
         (0..self.backends.len())
             .filter(|i| self.is_healthy(*i))
             .count()
     }
 
-    /// Picks a healthy backend this request has not tried yet.
-    pub fn pick(&self, key: &[u8], tried: &[usize], rng: &mut impl Rng) -> Pick {
-        let healthy: Vec<bool> = (0..self.backends.len())
-            .map(|i| self.is_healthy(i))
-            .collect();
-        if !healthy.iter().any(|h| *h) {
+    /// Whether the last pick found the pool below its panic threshold.
+    pub fn in_panic(&self) -> bool {
+        self.in_panic.load(Ordering::Relaxed)
+    }
+
+    /// The slow-start share of a backend's weight at `now`, from 10% to 100%.
+    fn ramp(&self, stats: &BackendStats, now: u64) -> f64 {
+        let Some(window) = self.spec.slow_start else {
+            return 1.0;
+        };
+        let since = stats.ready_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return 1.0;
+        }
+        let f = now.saturating_sub(since) as f64 / window.as_nanos() as f64;
+        if f >= 1.0 {
+            stats.ready_since.store(0, Ordering::Relaxed);
+            1.0
+        } else {
+            f.max(0.1)
+        }
+    }
+
+    fn load(&self, idx: usize, now: u64) -> Load {
+        let b = &self.backends[idx];
+        Load {
+            weight: b.weight as f64 * self.ramp(&b.stats, now),
+            inflight: b.stats.inflight.load(Ordering::Relaxed),
+            latency: b.stats.latency.cost(now, self.decay_nanos),
+        }
+    }
+
+    /// Picks a backend this request has not tried yet.
+    pub fn pick(&self, key: &[u8], tried: &[usize], now: u64, rng: &mut impl Rng) -> Pick {
+        let n = self.backends.len();
+        let available: SmallVec<[bool; 16]> = (0..n).map(|i| self.is_available(i, now)).collect();
+        if self.spec.slow_start.is_some() {
+            for (i, avail) in available.iter().enumerate() {
+                let stats = &self.backends[i].stats;
+                // A backend coming back from an ejection or a failed check
+                // ramps up like a new one.
+                if stats.was_available.swap(*avail, Ordering::Relaxed) != *avail && *avail {
+                    stats.ready_since.store(now.max(1), Ordering::Relaxed);
+                }
+            }
+        }
+        let up = available.iter().filter(|a| **a).count();
+        let panic =
+            self.spec.panic_threshold > 0 && up * 100 < self.spec.panic_threshold as usize * n;
+        if self.in_panic.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                log::warn!(
+                    "upstream {}: only {up} of {n} backends available, below panic_threshold {}%: balancing across all",
+                    self.spec.name,
+                    self.spec.panic_threshold
+                );
+            } else {
+                log::info!("upstream {}: out of panic mode", self.spec.name);
+            }
+        }
+        if up == 0 && !panic {
             return Pick::NoneHealthy;
         }
+        let eligible = |i: usize| (panic || available[i]) && !tried.contains(&i);
         match self
             .selector
-            .select(key, |i| healthy[i] && !tried.contains(&i), rng)
+            .select(n, key, eligible, |i| self.load(i, now), rng)
         {
             Some(i) => Pick::Backend(i),
             None => Pick::Exhausted,
         }
+    }
+
+    /// Feeds a backend's answer to load tracking and passive health.
+    pub fn record(&self, idx: usize, attempt: Attempt, now: u64) {
+        let Some(b) = self.backends.get(idx) else {
+            return;
+        };
+        let failed = match attempt {
+            Attempt::Answered { status, rtt_nanos } => {
+                b.stats.latency.observe(rtt_nanos, now, self.decay_nanos);
+                status >= 500
+            }
+            Attempt::ConnectFailed => true,
+        };
+        let Some(spec) = &self.spec.outlier else {
+            return;
+        };
+        if !failed {
+            b.stats.outlier.record_success(spec, now);
+            return;
+        }
+        let ejected = (0..self.backends.len())
+            .filter(|i| self.is_ejected(*i, now))
+            .count();
+        if b.stats.outlier.record_failure(
+            spec,
+            now,
+            room_to_eject(spec, ejected, self.backends.len()),
+        ) {
+            let secs = b.stats.outlier.ejected_until().saturating_sub(now) as f64 / 1e9;
+            log::warn!(
+                "upstream {}: ejecting {} for {secs:.1}s after {} failures in a row",
+                self.spec.name,
+                b.addr,
+                spec.consecutive_failures
+            );
+        }
+    }
+
+    /// Each backend's effective weight now: its weight, scaled by slow start
+    /// and, for `load_aware`, by how its cost compares with the cheapest
+    /// available backend's. 0 when unavailable.
+    pub fn effective_weights(&self, now: u64) -> Vec<f64> {
+        let loads: Vec<Option<Load>> = (0..self.backends.len())
+            .map(|i| self.is_available(i, now).then(|| self.load(i, now)))
+            .collect();
+        if self.spec.balance != Balance::LoadAware {
+            return loads.iter().map(|l| l.map_or(0.0, |l| l.weight)).collect();
+        }
+        let per_weight = |l: &Load| load_aware_cost(l) * l.weight;
+        let cheapest = loads
+            .iter()
+            .flatten()
+            .map(per_weight)
+            .fold(f64::INFINITY, f64::min);
+        loads
+            .iter()
+            .map(|l| l.map_or(0.0, |l| l.weight * cheapest / per_weight(&l)))
+            .collect()
     }
 
     /// The Pingora peer for a backend, with this pool's timeouts.
@@ -141,32 +308,8 @@ impl Pool {
         Some(Box::new(peer))
     }
 
-    /// Runs one round of active health checks if one is due and none is
-    /// running. Called by the health service's loop.
-    pub async fn check_if_due(&self, now: Instant) {
-        let Some(hc) = &self.spec.health_check else {
-            return;
-        };
-        if !self.has_health_check {
-            return;
-        }
-        {
-            let mut next = self.next_check.lock().unwrap_or_else(|p| p.into_inner());
-            if now < *next {
-                return;
-            }
-            *next = now + hc.interval;
-        }
-        if self.checking.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.view.run_health_check(true).await;
-        self.checking.store(false, Ordering::Release);
-    }
-
-    /// When the next check is due (None without health checks).
-    pub fn next_check(&self) -> Option<Instant> {
-        self.spec.health_check.as_ref()?;
-        Some(*self.next_check.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The health view this pool's checks run on.
+    pub fn health_view(&self) -> &Arc<HealthView> {
+        &self.view
     }
 }

@@ -20,35 +20,54 @@ use rand::Rng;
 
 use crate::config::Balance;
 
+/// What the balancer knows of a backend's load at the moment of a pick.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Load {
+    /// Configured weight, scaled down while the backend is in slow start.
+    pub weight: f64,
+    pub inflight: u64,
+    /// Peak-EWMA response time, in nanoseconds (0 when never measured).
+    pub latency: f64,
+}
+
+/// The load-aware score of a backend: expected wait (latency × queue) per
+/// unit of weight; lower is better. The constant keeps an unmeasured backend
+/// from looking free, so it shares traffic by in-flight count until measured.
+pub fn load_aware_cost(l: &Load) -> f64 {
+    (l.latency + 1_000_000.0) * (l.inflight as f64 + 1.0) / l.weight.max(1e-9)
+}
+
 pub enum Selector {
     /// nginx's smooth weighted round robin: per pick, every eligible backend's
     /// current weight grows by its weight, the largest wins and pays back the
     /// sum. 5,1,1 yields a a b a c a a. The state is a few integers behind a
     /// lock held for a handful of additions.
-    SmoothRoundRobin {
-        weights: Vec<i64>,
-        current: Mutex<Vec<i64>>,
-    },
+    SmoothRoundRobin { current: Mutex<Vec<i64>> },
     /// Weighted random.
-    Random { weights: Vec<u64> },
+    Random,
     /// Ketama ring (the libketama layout, Pingora's implementation): removing
     /// a backend only moves the keys that were on it.
     ConsistentHash {
         ring: Continuum,
         addrs: Vec<SocketAddr>,
     },
+    /// Fewest in-flight requests per unit of weight; ties broken at random
+    /// so that equal backends share evenly.
+    LeastConn,
+    /// Power of two choices on [`load_aware_cost`] (Finagle, linkerd): two
+    /// random eligible backends, the cheaper wins. Comparing two instead of
+    /// all avoids the herd that always-pick-the-best causes when every
+    /// worker sees the same stale "best", and costs O(1).
+    LoadAware,
 }
 
 impl Selector {
     pub fn new(balance: Balance, backends: &[(SocketAddr, u32)]) -> Selector {
         match balance {
             Balance::RoundRobin => Selector::SmoothRoundRobin {
-                weights: backends.iter().map(|b| b.1 as i64).collect(),
                 current: Mutex::new(vec![0; backends.len()]),
             },
-            Balance::Random => Selector::Random {
-                weights: backends.iter().map(|b| b.1 as u64).collect(),
-            },
+            Balance::Random => Selector::Random,
             Balance::ConsistentHash => {
                 let buckets: Vec<Bucket> =
                     backends.iter().map(|(a, w)| Bucket::new(*a, *w)).collect();
@@ -57,27 +76,34 @@ impl Selector {
                     addrs: backends.iter().map(|b| b.0).collect(),
                 }
             }
+            Balance::LeastConn => Selector::LeastConn,
+            Balance::LoadAware => Selector::LoadAware,
         }
     }
 
-    /// Picks the index of an eligible backend, or `None` if none is eligible.
+    /// Picks the index of an eligible backend among `n`, or `None` if none is
+    /// eligible. `load(i)` is read only for eligible backends.
     pub fn select(
         &self,
+        n: usize,
         key: &[u8],
         eligible: impl Fn(usize) -> bool,
+        load: impl Fn(usize) -> Load,
         rng: &mut impl Rng,
     ) -> Option<usize> {
         match self {
-            Selector::SmoothRoundRobin { weights, current } => {
+            Selector::SmoothRoundRobin { current } => {
                 // A poisoned lock only means another thread panicked mid-pick;
                 // the integers are still usable.
                 let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
                 let mut total = 0i64;
                 let mut best: Option<usize> = None;
-                for (i, w) in weights.iter().enumerate() {
+                for i in 0..n.min(current.len()) {
                     if !eligible(i) {
                         continue;
                     }
+                    // Hundredths, so a slow-start ramp moves weights smoothly.
+                    let w = (load(i).weight * 100.0).round().max(1.0) as i64;
                     current[i] += w;
                     total += w;
                     if best.is_none_or(|b| current[i] > current[b]) {
@@ -88,27 +114,23 @@ impl Selector {
                 current[b] -= total;
                 Some(b)
             }
-            Selector::Random { weights } => {
-                let total: u64 = weights
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| eligible(*i))
-                    .map(|(_, w)| w)
-                    .sum();
-                if total == 0 {
+            Selector::Random => {
+                let weights: Vec<(usize, f64)> = (0..n)
+                    .filter(|i| eligible(*i))
+                    .map(|i| (i, load(i).weight))
+                    .collect();
+                let total: f64 = weights.iter().map(|w| w.1).sum();
+                if weights.is_empty() || total <= 0.0 {
                     return None;
                 }
-                let mut point = rng.gen_range(0..total);
-                for (i, w) in weights.iter().enumerate() {
-                    if !eligible(i) {
-                        continue;
-                    }
+                let mut point = rng.gen_range(0.0..total);
+                for (i, w) in &weights {
                     if point < *w {
-                        return Some(i);
+                        return Some(*i);
                     }
                     point -= w;
                 }
-                None
+                weights.last().map(|w| w.0)
             }
             Selector::ConsistentHash { ring, addrs } => {
                 // Walk the ring from the key's point to the first eligible
@@ -125,6 +147,43 @@ impl Selector {
                 }
                 None
             }
+            Selector::LeastConn => {
+                let mut best: Vec<usize> = Vec::new();
+                let mut best_score = f64::INFINITY;
+                for i in (0..n).filter(|i| eligible(*i)) {
+                    let l = load(i);
+                    let score = l.inflight as f64 / l.weight.max(1e-9);
+                    if score < best_score - 1e-12 {
+                        best_score = score;
+                        best.clear();
+                        best.push(i);
+                    } else if (score - best_score).abs() <= 1e-12 {
+                        best.push(i);
+                    }
+                }
+                match best.len() {
+                    0 => None,
+                    1 => Some(best[0]),
+                    k => Some(best[rng.gen_range(0..k)]),
+                }
+            }
+            Selector::LoadAware => {
+                let candidates: Vec<usize> = (0..n).filter(|i| eligible(*i)).collect();
+                match candidates.len() {
+                    0 => None,
+                    1 => Some(candidates[0]),
+                    k => {
+                        let a = rng.gen_range(0..k);
+                        let mut b = rng.gen_range(0..k - 1);
+                        if b >= a {
+                            b += 1;
+                        }
+                        let (a, b) = (candidates[a], candidates[b]);
+                        let (ca, cb) = (load_aware_cost(&load(a)), load_aware_cost(&load(b)));
+                        Some(if cb < ca { b } else { a })
+                    }
+                }
+            }
         }
     }
 }
@@ -134,6 +193,14 @@ mod tests {
     use super::*;
     use rand::rngs::SmallRng;
     use rand::SeedableRng;
+
+    fn flat(weights: &[u32]) -> impl Fn(usize) -> Load + '_ {
+        move |i| Load {
+            weight: weights[i] as f64,
+            inflight: 0,
+            latency: 0.0,
+        }
+    }
 
     fn addrs(weights: &[u32]) -> Vec<(SocketAddr, u32)> {
         weights
@@ -145,52 +212,61 @@ mod tests {
 
     #[test]
     fn smooth_round_robin_interleaves_like_nginx() {
-        let s = Selector::new(Balance::RoundRobin, &addrs(&[5, 1, 1]));
+        let w = [5, 1, 1];
+        let s = Selector::new(Balance::RoundRobin, &addrs(&w));
         let mut rng = SmallRng::seed_from_u64(1);
         let picks: String = (0..7)
-            .map(|_| (b'a' + s.select(b"", |_| true, &mut rng).unwrap() as u8) as char)
+            .map(|_| (b'a' + s.select(3, b"", |_| true, flat(&w), &mut rng).unwrap() as u8) as char)
             .collect();
         assert_eq!(picks, "aabacaa");
     }
 
     #[test]
     fn round_robin_skips_ineligible_and_keeps_ratios() {
-        let s = Selector::new(Balance::RoundRobin, &addrs(&[1, 2, 3]));
+        let w = [1, 2, 3];
+        let s = Selector::new(Balance::RoundRobin, &addrs(&w));
         let mut rng = SmallRng::seed_from_u64(1);
         let mut counts = [0; 3];
         for _ in 0..500 {
-            counts[s.select(b"", |i| i != 0, &mut rng).unwrap()] += 1;
+            counts[s.select(3, b"", |i| i != 0, flat(&w), &mut rng).unwrap()] += 1;
         }
         assert_eq!(counts, [0, 200, 300]);
-        assert_eq!(s.select(b"", |_| false, &mut rng), None);
+        assert_eq!(s.select(3, b"", |_| false, flat(&w), &mut rng), None);
     }
 
     #[test]
     fn random_honours_weights() {
-        let s = Selector::new(Balance::Random, &addrs(&[1, 3]));
+        let w = [1, 3];
+        let s = Selector::new(Balance::Random, &addrs(&w));
         let mut rng = SmallRng::seed_from_u64(7);
         let mut counts = [0u32; 2];
         for _ in 0..40_000 {
-            counts[s.select(b"", |_| true, &mut rng).unwrap()] += 1;
+            counts[s.select(2, b"", |_| true, flat(&w), &mut rng).unwrap()] += 1;
         }
         let share = counts[1] as f64 / 40_000.0;
         assert!((share - 0.75).abs() < 0.02, "share {share}");
-        assert_eq!(s.select(b"", |i| i == 0, &mut rng), Some(0));
+        assert_eq!(s.select(2, b"", |i| i == 0, flat(&w), &mut rng), Some(0));
     }
 
     #[test]
     fn consistent_hash_moves_only_keys_of_a_removed_backend() {
-        let all = addrs(&[1, 1, 1, 1]);
+        let w = [1, 1, 1, 1];
+        let all = addrs(&w);
         let s = Selector::new(Balance::ConsistentHash, &all);
         let mut rng = SmallRng::seed_from_u64(0);
         let keys: Vec<String> = (0..2000).map(|i| format!("user-{i}")).collect();
         let before: Vec<usize> = keys
             .iter()
-            .map(|k| s.select(k.as_bytes(), |_| true, &mut rng).unwrap())
+            .map(|k| {
+                s.select(4, k.as_bytes(), |_| true, flat(&w), &mut rng)
+                    .unwrap()
+            })
             .collect();
         // Backend 2 ejected: its keys move, every other key stays.
         for (k, b) in keys.iter().zip(&before) {
-            let after = s.select(k.as_bytes(), |i| i != 2, &mut rng).unwrap();
+            let after = s
+                .select(4, k.as_bytes(), |i| i != 2, flat(&w), &mut rng)
+                .unwrap();
             if *b != 2 {
                 assert_eq!(after, *b, "key {k} moved");
             } else {
@@ -205,11 +281,79 @@ mod tests {
             .iter()
             .zip(&before)
             .filter(|(k, b)| {
-                let i = s2.select(k.as_bytes(), |_| true, &mut rng).unwrap();
+                let i = s2
+                    .select(3, k.as_bytes(), |_| true, flat(&w), &mut rng)
+                    .unwrap();
                 without[i].0 != all[**b].0
             })
             .count();
         let on_removed = before.iter().filter(|b| **b == 2).count();
         assert_eq!(moved, on_removed);
+    }
+
+    #[test]
+    fn smooth_round_robin_follows_ramping_weights() {
+        let s = Selector::new(Balance::RoundRobin, &addrs(&[1, 1]));
+        let mut rng = SmallRng::seed_from_u64(1);
+        // Backend 1 at a tenth of its weight (early in slow start).
+        let ramp = |i: usize| Load {
+            weight: if i == 1 { 0.1 } else { 1.0 },
+            inflight: 0,
+            latency: 0.0,
+        };
+        let mut counts = [0; 2];
+        for _ in 0..1100 {
+            counts[s.select(2, b"", |_| true, ramp, &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(counts, [1000, 100]);
+    }
+
+    #[test]
+    fn least_conn_picks_the_least_loaded_per_weight_and_breaks_ties_randomly() {
+        let s = Selector::new(Balance::LeastConn, &addrs(&[1, 1, 2]));
+        let mut rng = SmallRng::seed_from_u64(3);
+        let inflight = [3u64, 1, 3];
+        let weights = [1.0, 1.0, 2.0];
+        let load = |i: usize| Load {
+            weight: weights[i],
+            inflight: inflight[i],
+            latency: 0.0,
+        };
+        // 3/1, 1/1, 3/2: backend 1 is least loaded.
+        assert_eq!(s.select(3, b"", |_| true, load, &mut rng), Some(1));
+        // Without it, 3/2 beats 3/1.
+        assert_eq!(s.select(3, b"", |i| i != 1, load, &mut rng), Some(2));
+        // Equal loads: every backend gets picked.
+        let even = |_| Load {
+            weight: 1.0,
+            inflight: 2,
+            latency: 0.0,
+        };
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            seen[s.select(3, b"", |_| true, even, &mut rng).unwrap()] += 1;
+        }
+        assert!(seen.iter().all(|c| *c > 60), "{seen:?}");
+    }
+
+    #[test]
+    fn load_aware_sends_little_to_a_ten_times_slower_backend() {
+        let s = Selector::new(Balance::LoadAware, &addrs(&[1, 1, 1]));
+        let mut rng = SmallRng::seed_from_u64(11);
+        let latency = [5e6, 5e6, 50e6];
+        let load = |i: usize| Load {
+            weight: 1.0,
+            inflight: 1,
+            latency: latency[i],
+        };
+        let mut counts = [0u32; 3];
+        for _ in 0..3000 {
+            counts[s.select(3, b"", |_| true, load, &mut rng).unwrap()] += 1;
+        }
+        // The slow one wins only against itself, which P2C never draws.
+        assert_eq!(counts[2], 0, "{counts:?}");
+        assert!(counts[0] > 1200 && counts[1] > 1200, "{counts:?}");
+        // With one eligible backend, it is the answer whatever its cost.
+        assert_eq!(s.select(3, b"", |i| i == 2, load, &mut rng), Some(2));
     }
 }

@@ -29,12 +29,13 @@ impl BackgroundService for HealthService {
             let now = Instant::now();
             let mut wake = now + MAX_NAP;
             for pool in gateway.pools.values() {
-                if let Some(next) = pool.next_check() {
+                let view = pool.health_view();
+                if let Some(next) = view.next_check() {
                     if next <= now {
                         // Each pool checks on its own task: a slow backend in
                         // one pool must not delay another pool's checks.
-                        let pool = pool.clone();
-                        tokio::spawn(async move { pool.check_if_due(Instant::now()).await });
+                        let view = view.clone();
+                        tokio::spawn(async move { view.check_if_due(Instant::now()).await });
                     } else {
                         wake = wake.min(next);
                     }

@@ -33,6 +33,8 @@ pub async fn echo(name: &str) -> (SocketAddr, Arc<Echo>) {
 
 pub struct Gateway {
     child: Child,
+    /// Everything in the config file before the test's sections.
+    head: String,
     pub port: u16,
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
@@ -68,23 +70,28 @@ impl Gateway {
                 Some(l) => l.replace("{port}", &port.to_string()),
                 None => format!("listen: [127.0.0.1:{port}]\n"),
             };
-            let text = format!(
-                "{}{listen_yaml}admin: 127.0.0.1:{admin_port}\n{sections}",
+            let head = format!(
+                "{}{listen_yaml}admin: 127.0.0.1:{admin_port}\n",
                 server_keys(dir.path())
             );
+            let text = format!("{head}{sections}");
             let conf = dir.path().join("gateway.yaml");
             std::fs::write(&conf, &text).unwrap();
             let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
             let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .arg("-c")
                 .arg(&conf)
-                .env("RUST_LOG", "warn")
+                .env(
+                    "RUST_LOG",
+                    std::env::var("SLUICE_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+                )
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .expect("start sluice");
             let mut gw = Gateway {
                 child,
+                head,
                 port,
                 admin_port,
                 dir,
@@ -120,6 +127,35 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         false
+    }
+
+    /// Rewrites the config file with new gateway sections (same listeners),
+    /// for reload tests.
+    pub fn rewrite(&self, sections: &str) {
+        std::fs::write(&self.conf, format!("{}{sections}", self.head)).unwrap();
+    }
+
+    /// `POST /reload`: (status, JSON answer).
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let r = client().post(self.admin("/reload")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    /// The value of one sample in `/metrics`, e.g.
+    /// `sluice_requests_total{route="a",status="200"}` (labels in the
+    /// exposition's order, which is alphabetical).
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = reqwest::get(self.admin("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines().find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,136 @@
+//! The access log: one line per request, JSON or text, written by its own
+//! thread so that a slow disk never stalls the request path.
+//!
+//! The request path only formats the line and `try_send`s it into a bounded
+//! queue; when the queue is full the line is dropped and counted in
+//! `sluice_access_log_dropped_total` rather than making requests wait.
+
+use std::io::Write;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use serde::Serialize;
+
+use crate::config::{AccessLogFormat, AccessLogSpec};
+
+const QUEUE: usize = 64 * 1024;
+
+/// What one access log line records.
+#[derive(Serialize)]
+pub struct Entry<'a> {
+    /// Seconds since the Unix epoch, with milliseconds.
+    pub ts: f64,
+    pub request_id: &'a str,
+    pub client_ip: String,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub route: &'a str,
+    pub upstream: &'a str,
+    pub backend: String,
+    /// `admitted`, `rejected:LIMIT`, or `-` when the route has no limits.
+    pub limit: &'a str,
+    pub attempts: usize,
+}
+
+pub struct AccessLog {
+    format: AccessLogFormat,
+    tx: SyncSender<String>,
+    rx: Mutex<Option<Receiver<String>>>,
+    spec: AccessLogSpec,
+}
+
+impl AccessLog {
+    pub fn new(spec: AccessLogSpec) -> AccessLog {
+        let (tx, rx) = sync_channel(QUEUE);
+        AccessLog {
+            format: spec.format,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            spec,
+        }
+    }
+
+    pub fn spec(&self) -> &AccessLogSpec {
+        &self.spec
+    }
+
+    /// Queues a line; `false` if it had to be dropped.
+    pub fn record(&self, entry: &Entry) -> bool {
+        let line = match self.format {
+            AccessLogFormat::Json => serde_json::to_string(entry).unwrap_or_default(),
+            AccessLogFormat::Text => format!(
+                "{:.3} {} {} \"{} {}\" {} {:.3}ms route={} upstream={} backend={} limit={} attempts={}",
+                entry.ts,
+                entry.request_id,
+                entry.client_ip,
+                entry.method,
+                entry.path,
+                entry.status,
+                entry.duration_ms,
+                entry.route,
+                entry.upstream,
+                entry.backend,
+                entry.limit,
+                entry.attempts
+            ),
+        };
+        match self.tx.try_send(line) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn open(&self) -> std::io::Result<Box<dyn Write + Send>> {
+        if self.spec.path == "-" || self.spec.path == "stdout" {
+            return Ok(Box::new(std::io::stdout()));
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.path)?;
+        Ok(Box::new(std::io::BufWriter::with_capacity(64 * 1024, file)))
+    }
+}
+
+/// The writer, run as a background service so its thread starts after
+/// Pingora has daemonized (a thread started before `fork` would not survive).
+pub struct AccessLogService(pub std::sync::Arc<crate::gateway::Shared>);
+
+#[async_trait]
+impl BackgroundService for AccessLogService {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let Some(log) = &self.0.access_log else {
+            return;
+        };
+        let Some(rx) = log.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let mut out = match log.open() {
+            Ok(out) => out,
+            Err(e) => {
+                log::error!("access log {}: {e}; access logging is off", log.spec.path);
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("sluice-access-log".into())
+            .spawn(move || {
+                // Block for one line, then drain what is queued before flushing.
+                while let Ok(line) = rx.recv() {
+                    let _ = writeln!(out, "{line}");
+                    while let Ok(line) = rx.try_recv() {
+                        let _ = writeln!(out, "{line}");
+                    }
+                    let _ = out.flush();
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start the access log writer: {e}");
+        }
+    }
+}

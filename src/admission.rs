@@ -1,0 +1,96 @@
+//! The bridge from a request to the limiter: extract each limit's key, ask
+//! [`crate::limits::admit`], count the decisions, and build the 429.
+//! Kept out of the `ProxyHttp` impl so that the proxy stays glue.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use pingora_http::{RequestHeader, ResponseHeader};
+use smallvec::SmallVec;
+
+use crate::errors;
+use crate::gateway::Route;
+use crate::keys::KeyInput;
+use crate::limits::{self, Decision, Limiter, Verdict};
+use crate::metrics::Metrics;
+
+/// A limit and the request's value of its key.
+type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);
+
+/// Decides a request against its route's limits (the route has at least one).
+pub fn check(
+    route: &Route,
+    req: &RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+    now_nanos: u64,
+    metrics: &Metrics,
+) -> Verdict {
+    let input = KeyInput {
+        client_ip,
+        headers: &req.headers,
+        uri: &req.uri,
+        route: &route.name,
+    };
+    let keys: SmallVec<[Option<Cow<[u8]>>; 4]> = route
+        .limits
+        .iter()
+        .map(|l| l.spec().key.extract(&input))
+        .collect();
+    let pairs: SmallVec<[LimitAndKey; 4]> = route
+        .limits
+        .iter()
+        .zip(&keys)
+        .map(|(l, k)| (l.as_ref(), k.as_deref()))
+        .collect();
+    let verdict = limits::admit(&pairs, now_nanos);
+    for (limiter, decision) in route.limits.iter().zip(&verdict.decisions) {
+        if *decision == Decision::ShadowRejected {
+            log::info!(
+                "shadow limit {} would have rejected this request",
+                limiter.name()
+            );
+        }
+        metrics
+            .ratelimit
+            .with_label_values(&[limiter.name(), decision_label(*decision)])
+            .inc();
+    }
+    verdict
+}
+
+pub fn decision_label(d: Decision) -> &'static str {
+    match d {
+        Decision::Admitted => "admitted",
+        Decision::Rejected => "rejected",
+        Decision::ShadowRejected => "shadow_rejected",
+    }
+}
+
+/// The rejection: the limit's status, `Retry-After` (whole seconds, RFC 9110
+/// §10.2.3), the `RateLimit-Policy` and `RateLimit` fields
+/// (draft-ietf-httpapi-ratelimit-headers), and the JSON body.
+pub fn rejection(
+    verdict: &Verdict,
+    status: u16,
+    retry_after_secs: Option<u64>,
+    limit_name: &str,
+    request_id: &str,
+) -> (ResponseHeader, Bytes) {
+    let message = format!("rate limited by {limit_name}");
+    let (mut header, body) = errors::response(status, &message, request_id);
+    if let Some(secs) = retry_after_secs {
+        let _ = header.insert_header("retry-after", secs.to_string());
+    }
+    add_ratelimit_fields(&mut header, verdict);
+    (header, body)
+}
+
+/// Adds `RateLimit-Policy` and `RateLimit` when an enforced limit applies.
+pub fn add_ratelimit_fields(header: &mut ResponseHeader, verdict: &Verdict) {
+    if let Some(policy) = verdict.policy_header() {
+        let _ = header.insert_header("ratelimit-policy", policy);
+    }
+    if let Some(state) = verdict.ratelimit_header() {
+        let _ = header.insert_header("ratelimit", state);
+    }
+}

@@ -1,0 +1,111 @@
+//! Background services that react to the process's life: SIGHUP reloads the
+//! config, an upgrade or shutdown starts draining, and idle limiter state is
+//! swept.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::server::{ExecutionPhase, ShutdownWatch};
+use pingora_core::services::background::BackgroundService;
+use tokio::sync::broadcast;
+
+use crate::gateway::Shared;
+use crate::reload::Reloader;
+
+/// Until a handler is installed, SIGHUP would terminate the process; install
+/// a no-op one first thing, so a reload sent during start-up is harmless.
+/// (Signal dispositions survive Pingora's daemonizing fork.)
+pub fn ignore_sighup_until_ready() {
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, flag) {
+        log::warn!("cannot install a SIGHUP handler: {e}");
+    }
+}
+
+/// Reloads on SIGHUP.
+pub struct SighupReload(pub Arc<Reloader>);
+
+#[async_trait]
+impl BackgroundService for SighupReload {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP, reload only through /reload: {e}");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    log::info!("SIGHUP: reloading");
+                    let reloader = self.0.clone();
+                    // Reading and compiling the file is blocking work.
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Watches Pingora's execution phase and starts draining as soon as an
+/// upgrade hands the sockets over or a shutdown begins.
+///
+/// Pingora closes keep-alive connections that sit idle when the old process
+/// stops; a client that sends on one at that moment sees a reset. Answering
+/// every response with `Connection: close` from the start of the hand-over
+/// moves each client, after its current request, to a fresh connection,
+/// which the new process accepts.
+pub struct DrainOnUpgrade {
+    pub shared: Arc<Shared>,
+    pub phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+#[async_trait]
+impl BackgroundService for DrainOnUpgrade {
+    async fn start(&self, _shutdown: ShutdownWatch) {
+        let Some(mut phases) = self.phases.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        // Not tied to the shutdown watch: draining matters most after it fires.
+        loop {
+            match phases.recv().await {
+                Ok(
+                    ExecutionPhase::GracefulUpgradeTransferringFds
+                    | ExecutionPhase::GracefulUpgradeCloseTimeout
+                    | ExecutionPhase::GracefulTerminate
+                    | ExecutionPhase::ShutdownStarted,
+                ) => {
+                    if !self.shared.is_draining() {
+                        log::info!("draining: responses now close their connections");
+                    }
+                    self.shared.start_draining();
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Evicts limiter state of idle keys every second.
+pub struct SweepLimits(pub Arc<Shared>);
+
+#[async_trait]
+impl BackgroundService for SweepLimits {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let gw = self.0.load();
+            let now = self.0.now_nanos();
+            for limiter in gw.limiters.values() {
+                limiter.sweep(now);
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! One configured limit: the algorithm's state plus what every algorithm
+//! shares (key hashing, missing keys, the policy advertised in headers).
+
+use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
+use super::headers::{ceil_secs, intern, QuotaUnit, RateLimitInfo};
+use super::sliding_window::SlidingWindow;
+use super::spec::{Algorithm, LimitSpec, OnMissing};
+use super::store::CounterStore;
+use super::token_bucket::TokenBucket;
+use super::KeyStatus;
+
+/// One configured limit and its state.
+pub struct Limiter {
+    spec: LimitSpec,
+    name: &'static str,
+    hasher: ahash::RandomState,
+    kind: Kind,
+    /// `q`, `w` and `qu` of the policy, fixed by the spec.
+    policy: (u64, Option<u64>, QuotaUnit),
+}
+
+enum Kind {
+    TokenBucket(TokenBucket),
+    SlidingWindow(SlidingWindow),
+    Concurrency(ConcurrencyLimit),
+}
+
+impl Limiter {
+    pub fn new(spec: LimitSpec) -> Limiter {
+        let kind = match spec.algorithm {
+            Algorithm::TokenBucket {
+                capacity,
+                fill_rate,
+            } => Kind::TokenBucket(TokenBucket::new(capacity, fill_rate, spec.max_keys)),
+            Algorithm::SlidingWindow { limit, window } => {
+                Kind::SlidingWindow(SlidingWindow::new(limit, window, spec.max_keys))
+            }
+            Algorithm::Concurrency { max } => Kind::Concurrency(ConcurrencyLimit::new(max)),
+        };
+        let policy = match &kind {
+            Kind::TokenBucket(b) => (
+                b.gcra().quota(),
+                Some(b.gcra().window_secs()),
+                QuotaUnit::Requests,
+            ),
+            Kind::SlidingWindow(w) => (
+                w.limit(),
+                Some(ceil_secs(w.window_ns())),
+                QuotaUnit::Requests,
+            ),
+            Kind::Concurrency(c) => (c.max(), None, QuotaUnit::ConcurrentRequests),
+        };
+        Limiter {
+            name: intern(&spec.name),
+            spec,
+            hasher: ahash::RandomState::new(),
+            kind,
+            policy,
+        }
+    }
+
+    pub fn spec(&self) -> &LimitSpec {
+        &self.spec
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Forgets keys whose state carries no information at `now_nanos`: full
+    /// token buckets. Call it every few seconds; the sketch-based limits hold
+    /// no per-key state and have nothing to sweep.
+    pub fn sweep(&self, now_nanos: u64) {
+        if let Kind::TokenBucket(b) = &self.kind {
+            b.store().sweep(now_nanos);
+        }
+    }
+
+    /// Keys holding per-key state (token buckets only; sketches have none).
+    pub fn live_keys(&self) -> usize {
+        match &self.kind {
+            Kind::TokenBucket(b) => b.store().live_keys(),
+            Kind::SlidingWindow(_) | Kind::Concurrency(_) => 0,
+        }
+    }
+
+    /// Bytes of counter state this limit holds now: the token bucket's map
+    /// (grows with live keys, bounded by `max_keys`), or the fixed sketches.
+    pub fn state_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::TokenBucket(b) => b.store().allocated_bytes(),
+            Kind::SlidingWindow(w) => w.sketch_bytes(),
+            Kind::Concurrency(_) => concurrency::SKETCH_BYTES,
+        }
+    }
+
+    /// The key's 64-bit identity, or `None` for a missing key this limit refuses.
+    /// `None` and `Some(b"")` hash differently: `Option`'s tag is hashed too.
+    #[inline]
+    pub(super) fn resolve(&self, key: Option<&[u8]>) -> Option<u64> {
+        if key.is_none() && self.spec.on_missing == OnMissing::Reject {
+            return None;
+        }
+        Some(self.hasher.hash_one(key))
+    }
+
+    pub(super) fn peek(&self, key: u64, now: u64) -> KeyStatus {
+        match &self.kind {
+            Kind::TokenBucket(b) => b.peek(key, now),
+            Kind::SlidingWindow(w) => w.peek(key),
+            // `Inflight` has no read-only probe: decided at commit.
+            Kind::Concurrency(c) => KeyStatus {
+                admitted: true,
+                remaining: c.max(),
+                wait_ns: None,
+            },
+        }
+    }
+
+    #[inline]
+    pub(super) fn commit(&self, key: u64, now: u64) -> (KeyStatus, Option<ConcurrencyGuard>) {
+        match &self.kind {
+            Kind::TokenBucket(b) => (b.try_acquire(key, now), None),
+            Kind::SlidingWindow(w) => (w.try_acquire(key), None),
+            Kind::Concurrency(c) => c.try_acquire(key),
+        }
+    }
+
+    pub(super) fn rollback(&self, key: u64, now: u64) {
+        match &self.kind {
+            Kind::TokenBucket(b) => b.release(key, now),
+            Kind::SlidingWindow(w) => w.release(key),
+            // The slot is released by dropping its guard.
+            Kind::Concurrency(_) => {}
+        }
+    }
+
+    /// `Retry-After` for a refusal by this limit.
+    pub(super) fn retry_after_secs(&self, status: &KeyStatus) -> Option<u64> {
+        match (&self.kind, status.wait_ns) {
+            (_, Some(ns)) => Some(ceil_secs(ns).max(1)),
+            (Kind::Concurrency(_), None) => Some(1),
+            // A zero limit: no wait helps.
+            _ => None,
+        }
+    }
+
+    pub(super) fn info(&self, status: &KeyStatus) -> RateLimitInfo {
+        let (quota, window_secs, unit) = self.policy;
+        let reset_secs = if status.admitted {
+            status.wait_ns.map(ceil_secs)
+        } else {
+            self.retry_after_secs(status)
+        };
+        RateLimitInfo {
+            name: self.name,
+            quota,
+            window_secs,
+            unit,
+            remaining: status.remaining,
+            reset_secs,
+        }
+    }
+}

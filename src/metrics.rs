@@ -1,0 +1,168 @@
+//! Prometheus metrics, all prefixed `sluice_`, served on the admin
+//! listener's `/metrics`.
+//!
+//! Counters are updated on the request path; backend health and in-flight
+//! gauges are read from the live config at scrape time, so a backend removed
+//! by a reload disappears from the output instead of reporting stale values.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::gateway::Gateway;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    backend_healthy: IntGaugeVec,
+    backend_in_flight: IntGaugeVec,
+    backend_ejected: IntGaugeVec,
+    panic_mode: IntGaugeVec,
+    pub ratelimit: IntCounterVec,
+    pub retries: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub access_log_dropped: IntCounter,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("metric names are unique");
+    g
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The definitions are static, so building them cannot fail at run time;
+    /// the `expect`s guard only against a programming error caught by tests.
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "sluice_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(duration.clone()))
+            .expect("metric names are unique");
+        let access_log_dropped = IntCounter::new(
+            "sluice_access_log_dropped_total",
+            "Access log lines dropped because the writer fell behind.",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(access_log_dropped.clone()))
+            .expect("metric names are unique");
+        Metrics {
+            requests: counter(
+                &r,
+                "sluice_requests_total",
+                "Requests answered, by route (\"\" when none matched) and status.",
+                &["route", "status"],
+            ),
+            duration,
+            upstream_requests: counter(
+                &r,
+                "sluice_upstream_requests_total",
+                "Attempts to use a backend: ok (a response came back), connect_failure, error.",
+                &["upstream", "backend", "outcome"],
+            ),
+            backend_healthy: gauge(
+                &r,
+                "sluice_upstream_backend_healthy",
+                "1 when active health checks let the backend take traffic.",
+                &["upstream", "backend"],
+            ),
+            backend_in_flight: gauge(
+                &r,
+                "sluice_upstream_backend_in_flight",
+                "Requests being served by the backend now.",
+                &["upstream", "backend"],
+            ),
+            backend_ejected: gauge(
+                &r,
+                "sluice_upstream_backend_ejected",
+                "1 while passive health (outlier detection) keeps the backend out.",
+                &["upstream", "backend"],
+            ),
+            panic_mode: gauge(
+                &r,
+                "sluice_upstream_panic_mode",
+                "1 while too few backends are available and the pool balances across all.",
+                &["upstream"],
+            ),
+            ratelimit: counter(
+                &r,
+                "sluice_ratelimit_decisions_total",
+                "Admission decisions by limit: admitted, rejected, shadow_rejected.",
+                &["limit", "decision"],
+            ),
+            retries: counter(
+                &r,
+                "sluice_retries_total",
+                "Requests sent again to another backend after a failure.",
+                &["upstream"],
+            ),
+            reloads: counter(
+                &r,
+                "sluice_config_reloads_total",
+                "Config reloads by result: ok or failed.",
+                &["result"],
+            ),
+            access_log_dropped,
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self, gw: &Gateway, now: u64) -> Vec<u8> {
+        self.backend_healthy.reset();
+        self.backend_in_flight.reset();
+        self.backend_ejected.reset();
+        self.panic_mode.reset();
+        for (name, pool) in &gw.pools {
+            self.panic_mode
+                .with_label_values(&[name.as_str()])
+                .set(pool.in_panic() as i64);
+            for (i, b) in pool.backends.iter().enumerate() {
+                let addr = b.addr.to_string();
+                self.backend_healthy
+                    .with_label_values(&[name.as_str(), &addr])
+                    .set(pool.is_healthy(i) as i64);
+                self.backend_ejected
+                    .with_label_values(&[name.as_str(), &addr])
+                    .set(pool.is_ejected(i, now) as i64);
+                self.backend_in_flight
+                    .with_label_values(&[name.as_str(), &addr])
+                    .set(b.stats.inflight.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            }
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("encoding metrics failed: {e}");
+        }
+        out
+    }
+}

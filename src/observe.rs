@@ -1,0 +1,68 @@
+//! What the gateway records when a request ends: the request counters and
+//! duration histogram, and the access log line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use pingora_proxy::Session;
+
+use crate::access_log::Entry;
+use crate::gateway::Shared;
+
+/// The parts of a finished request that are recorded.
+pub struct Done<'a> {
+    pub request_id: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub route: &'a str,
+    pub upstream: &'a str,
+    pub backend: Option<SocketAddr>,
+    pub attempts: usize,
+    pub started: Instant,
+}
+
+pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str) {
+    let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    let elapsed = done.started.elapsed();
+    let m = &shared.metrics;
+    m.requests
+        .with_label_values(&[done.route, status_label(status)])
+        .inc();
+    m.duration
+        .with_label_values(&[done.route])
+        .observe(elapsed.as_secs_f64());
+
+    if let Some(log) = &shared.access_log {
+        let req = session.req_header();
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let entry = Entry {
+            ts: (ts * 1000.0).round() / 1000.0,
+            request_id: done.request_id,
+            client_ip: done
+                .client_ip
+                .map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            status,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            route: done.route,
+            upstream: done.upstream,
+            backend: done
+                .backend
+                .map_or_else(|| "-".to_string(), |b| b.to_string()),
+            limit,
+            attempts: done.attempts,
+        };
+        if !log.record(&entry) {
+            m.access_log_dropped.inc();
+        }
+    }
+}
+
+/// Status codes as label values without formatting one per request.
+fn status_label(status: u16) -> &'static str {
+    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(|| (0..600).map(|s| s.to_string()).collect());
+    labels.get(status as usize).map_or("other", String::as_str)
+}

@@ -1,0 +1,131 @@
+//! `/metrics` after known traffic, and the access log.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_match_the_traffic_sent() {
+    let (a, _) = echo("a").await;
+    let dead = dead_addr();
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  pool:\n    backends: [{a}]\n  flaky:\n    backends: [{dead}, {a}]\n    balance: round_robin\n\
+         limits:\n  three:\n    algorithm: token_bucket\n    key: global\n    capacity: 3\n    fill_rate: 0.01\n  watch:\n    algorithm: concurrency\n    key: route\n    max: 1000\n    shadow: true\n\
+         routes:\n  - name: api\n    path_prefix: /api/\n    upstream: pool\n    limits: [three, watch]\n  - name: retry\n    path_prefix: /retry/\n    upstream: flaky\n"
+    ))
+    .await;
+    let c = client();
+    for _ in 0..5 {
+        get_backend(&c, &gw.url("/api/x")).await;
+    }
+    for _ in 0..2 {
+        assert_eq!(get_backend(&c, &gw.url("/nowhere")).await.0, 404);
+    }
+    // Round robin starts at the dead backend for one of two requests.
+    for _ in 0..2 {
+        assert_eq!(get_backend(&c, &gw.url("/retry/x")).await.0, 200);
+    }
+
+    let m = |s: &'static str| gw.metric(s);
+    assert_eq!(
+        m("sluice_requests_total{route=\"api\",status=\"200\"}").await,
+        Some(3.0)
+    );
+    assert_eq!(
+        m("sluice_requests_total{route=\"api\",status=\"429\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        m("sluice_requests_total{route=\"\",status=\"404\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        m("sluice_requests_total{route=\"retry\",status=\"200\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        m("sluice_request_duration_seconds_count{route=\"api\"}").await,
+        Some(5.0)
+    );
+    assert_eq!(
+        m("sluice_ratelimit_decisions_total{decision=\"admitted\",limit=\"three\"}").await,
+        Some(3.0)
+    );
+    assert_eq!(
+        m("sluice_ratelimit_decisions_total{decision=\"rejected\",limit=\"three\"}").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        m("sluice_retries_total{upstream=\"flaky\"}").await,
+        Some(1.0)
+    );
+    let dead_label = format!("sluice_upstream_requests_total{{backend=\"{dead}\",outcome=\"connect_failure\",upstream=\"flaky\"}}");
+    assert_eq!(gw.metric(&dead_label).await, Some(1.0));
+    let ok_label = format!(
+        "sluice_upstream_requests_total{{backend=\"{a}\",outcome=\"ok\",upstream=\"flaky\"}}"
+    );
+    assert_eq!(gw.metric(&ok_label).await, Some(2.0));
+    let healthy_label =
+        format!("sluice_upstream_backend_healthy{{backend=\"{a}\",upstream=\"pool\"}}");
+    assert_eq!(gw.metric(&healthy_label).await, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_writes_one_json_line_per_request() {
+    let (a, _) = echo("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let gw = Gateway::start(&format!(
+        "access_log: {{ path: {}, format: json }}\nupstreams:\n  pool:\n    backends: [{a}]\n\
+         limits:\n  one:\n    algorithm: token_bucket\n    key: global\n    capacity: 1\n    fill_rate: 0.01\n\
+         routes:\n  - name: api\n    upstream: pool\n    limits: [one]\n",
+        path.display()
+    ))
+    .await;
+    let c = client();
+    let r = c
+        .get(gw.url("/hello"))
+        .header("x-request-id", "first")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(gw.url("/again"))
+        .header("x-request-id", "second")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 2 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log has {} lines",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let first = lines.iter().find(|l| l["request_id"] == "first").unwrap();
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["route"], "api");
+    assert_eq!(first["upstream"], "pool");
+    assert_eq!(first["backend"], a.to_string());
+    assert_eq!(first["path"], "/hello");
+    assert_eq!(first["limit"], "admitted");
+    assert!(first["duration_ms"].as_f64().unwrap() >= 0.0);
+    let second = lines.iter().find(|l| l["request_id"] == "second").unwrap();
+    assert_eq!(second["status"], 429);
+    assert_eq!(second["limit"], "rejected:one");
+}
