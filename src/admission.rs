@@ -12,7 +12,6 @@ use crate::errors;
 use crate::gateway::Route;
 use crate::keys::KeyInput;
 use crate::limits::{self, Decision, Limiter, Verdict};
-use crate::metrics::Metrics;
 
 /// A limit and the request's value of its key.
 type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);
@@ -23,7 +22,6 @@ pub fn check(
     req: &RequestHeader,
     client_ip: Option<std::net::IpAddr>,
     now_nanos: u64,
-    metrics: &Metrics,
 ) -> Verdict {
     let input = KeyInput {
         client_ip,
@@ -43,27 +41,25 @@ pub fn check(
         .map(|(l, k)| (l.as_ref(), k.as_deref()))
         .collect();
     let verdict = limits::admit(&pairs, now_nanos);
-    for (limiter, decision) in route.limits.iter().zip(&verdict.decisions) {
-        if *decision == Decision::ShadowRejected {
-            log::info!(
-                "shadow limit {} would have rejected this request",
-                limiter.name()
-            );
+    for ((limiter, decision), m) in route
+        .limits
+        .iter()
+        .zip(&verdict.decisions)
+        .zip(&route.limit_metrics)
+    {
+        match decision {
+            Decision::Admitted => m.admitted.inc(),
+            Decision::Rejected => m.rejected.inc(),
+            Decision::ShadowRejected => {
+                log::info!(
+                    "shadow limit {} would have rejected this request",
+                    limiter.name()
+                );
+                m.shadow_rejected.inc()
+            }
         }
-        metrics
-            .ratelimit
-            .with_label_values(&[limiter.name(), decision_label(*decision)])
-            .inc();
     }
     verdict
-}
-
-pub fn decision_label(d: Decision) -> &'static str {
-    match d {
-        Decision::Admitted => "admitted",
-        Decision::Rejected => "rejected",
-        Decision::ShadowRejected => "shadow_rejected",
-    }
 }
 
 /// The rejection: the limit's status, `Retry-After` (whole seconds, RFC 9110

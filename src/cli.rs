@@ -14,7 +14,7 @@ use crate::access_log::{AccessLog, AccessLogService};
 use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
-use crate::gateway::{Gateway, Shared};
+use crate::gateway::Shared;
 use crate::lifecycle::{self, DrainOnUpgrade, SighupReload, SweepLimits};
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -90,7 +90,7 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     let admin = config.admin.clone();
     let access_log = config.access_log.clone().map(AccessLog::new);
     let server_yaml = server_conf.to_yaml();
-    let shared = Shared::new(Gateway::build(config), access_log);
+    let shared = Shared::new(config, access_log);
     let reloader = Arc::new(Reloader::new(
         cli.conf.clone(),
         registry,

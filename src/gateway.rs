@@ -15,7 +15,7 @@ use crate::access_log::AccessLog;
 use crate::config::{Config, RouteSpec};
 use crate::filters::Filter;
 use crate::limits::{Clock, Limiter, MonotonicClock};
-use crate::metrics::Metrics;
+use crate::metrics::{LimitMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use crate::upstream::Pool;
 
@@ -26,6 +26,9 @@ pub struct Route {
     pub pool: Arc<Pool>,
     pub filters: Vec<Arc<dyn Filter>>,
     pub limits: Vec<Arc<Limiter>>,
+    /// Decision counters, one per entry of `limits`.
+    pub limit_metrics: Vec<LimitMetrics>,
+    pub metrics: RouteMetrics,
 }
 
 pub struct Gateway {
@@ -39,8 +42,8 @@ pub struct Gateway {
 impl Gateway {
     /// Compiles a validated config. Cannot fail: validation already checked
     /// every reference this resolves.
-    pub fn build(config: Config) -> Gateway {
-        Self::rebuild(config, None, 0)
+    pub fn build(config: Config, metrics: &Metrics) -> Gateway {
+        Self::rebuild(config, None, 0, metrics)
     }
 
     /// Compiles `config`, keeping what `previous` learned where the config
@@ -49,7 +52,12 @@ impl Gateway {
     /// backends it still has; an unchanged limit keeps its counters.
     /// `now` is the limiter clock's reading, when new backends start their
     /// slow start.
-    pub fn rebuild(config: Config, previous: Option<&Gateway>, now: u64) -> Gateway {
+    pub fn rebuild(
+        config: Config,
+        previous: Option<&Gateway>,
+        now: u64,
+        metrics: &Metrics,
+    ) -> Gateway {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .upstreams
             .values()
@@ -57,7 +65,12 @@ impl Gateway {
                 let old = previous.and_then(|p| p.pools.get(&spec.name));
                 let pool = match old {
                     Some(old) if old.spec == *spec => old.clone(),
-                    _ => Arc::new(Pool::rebuild(spec.clone(), old.map(|p| p.as_ref()), now)),
+                    _ => Arc::new(Pool::rebuild(
+                        spec.clone(),
+                        old.map(|p| p.as_ref()),
+                        now,
+                        metrics,
+                    )),
                 };
                 (spec.name.clone(), pool)
             })
@@ -92,6 +105,13 @@ impl Gateway {
                         .iter()
                         .filter_map(|l| limiters.get(l).cloned())
                         .collect(),
+                    limit_metrics: spec
+                        .limits
+                        .iter()
+                        .filter(|l| limiters.contains_key(*l))
+                        .map(|l| metrics.limit(l))
+                        .collect(),
+                    metrics: metrics.route(&spec.name),
                 })
             })
             .collect();
@@ -119,11 +139,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(gateway: Gateway, access_log: Option<AccessLog>) -> Arc<Shared> {
+    pub fn new(config: Config, access_log: Option<AccessLog>) -> Arc<Shared> {
+        let metrics = Metrics::new();
         Arc::new(Shared {
-            current: ArcSwap::from_pointee(gateway),
+            current: ArcSwap::from_pointee(Gateway::build(config, &metrics)),
             draining: AtomicBool::new(false),
-            metrics: Metrics::new(),
+            metrics,
             clock: MonotonicClock::new(),
             access_log,
         })

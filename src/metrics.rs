@@ -1,19 +1,68 @@
 //! Prometheus metrics, all prefixed `sluice_`, served on the admin
 //! listener's `/metrics`.
 //!
-//! Counters are updated on the request path; backend health and in-flight
-//! gauges are read from the live config at scrape time, so a backend removed
-//! by a reload disappears from the output instead of reporting stale values.
+//! Counters are updated on the request path through handles resolved once
+//! per config load ([`RouteMetrics`], [`BackendMetrics`], [`LimitMetrics`]):
+//! looking a labelled child up per request would hash its labels and take a
+//! lock each time. Backend health and in-flight gauges are read from the live
+//! config at scrape time, so a backend removed by a reload disappears from the
+//! output instead of reporting stale values.
+
+use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::gateway::Gateway;
 
+/// One route's request counters and duration histogram.
+pub struct RouteMetrics {
+    name: String,
+    requests: IntCounterVec,
+    duration: Histogram,
+    /// Counter per status code, created on first use.
+    by_status: Box<[OnceLock<IntCounter>]>,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        let counter = match self.by_status.get(status as usize) {
+            Some(slot) => slot.get_or_init(|| {
+                self.requests
+                    .with_label_values(&[self.name.as_str(), &status.to_string()])
+            }),
+            None => {
+                self.requests
+                    .with_label_values(&[self.name.as_str(), "other"])
+                    .inc();
+                return;
+            }
+        };
+        counter.inc();
+    }
+}
+
+/// One backend's attempt counters.
+pub struct BackendMetrics {
+    pub ok: IntCounter,
+    pub connect_failure: IntCounter,
+    pub error: IntCounter,
+}
+
+/// One limit's decision counters.
+pub struct LimitMetrics {
+    pub admitted: IntCounter,
+    pub rejected: IntCounter,
+    pub shadow_rejected: IntCounter,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Requests that matched no route.
+    pub no_route: RouteMetrics,
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
@@ -75,13 +124,15 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(access_log_dropped.clone()))
             .expect("metric names are unique");
+        let requests = counter(
+            &r,
+            "sluice_requests_total",
+            "Requests answered, by route (\"\" when none matched) and status.",
+            &["route", "status"],
+        );
         Metrics {
-            requests: counter(
-                &r,
-                "sluice_requests_total",
-                "Requests answered, by route (\"\" when none matched) and status.",
-                &["route", "status"],
-            ),
+            no_route: route_metrics(&requests, &duration, ""),
+            requests,
             duration,
             upstream_requests: counter(
                 &r,
@@ -136,6 +187,35 @@ impl Metrics {
         }
     }
 
+    pub fn route(&self, name: &str) -> RouteMetrics {
+        route_metrics(&self.requests, &self.duration, name)
+    }
+
+    pub fn backend(&self, upstream: &str, addr: &str) -> BackendMetrics {
+        let c = |outcome| {
+            self.upstream_requests
+                .with_label_values(&[upstream, addr, outcome])
+        };
+        BackendMetrics {
+            ok: c("ok"),
+            connect_failure: c("connect_failure"),
+            error: c("error"),
+        }
+    }
+
+    pub fn limit(&self, name: &str) -> LimitMetrics {
+        let c = |decision| self.ratelimit.with_label_values(&[name, decision]);
+        LimitMetrics {
+            admitted: c("admitted"),
+            rejected: c("rejected"),
+            shadow_rejected: c("shadow_rejected"),
+        }
+    }
+
+    pub fn retries_for(&self, upstream: &str) -> IntCounter {
+        self.retries.with_label_values(&[upstream])
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, gw: &Gateway, now: u64) -> Vec<u8> {
         self.backend_healthy.reset();
@@ -164,5 +244,14 @@ impl Metrics {
             log::error!("encoding metrics failed: {e}");
         }
         out
+    }
+}
+
+fn route_metrics(requests: &IntCounterVec, duration: &HistogramVec, name: &str) -> RouteMetrics {
+    RouteMetrics {
+        name: name.to_string(),
+        requests: requests.clone(),
+        duration: duration.with_label_values(&[name]),
+        by_status: (0..600).map(|_| OnceLock::new()).collect(),
     }
 }

@@ -8,6 +8,7 @@ use pingora_proxy::Session;
 
 use crate::access_log::Entry;
 use crate::gateway::Shared;
+use crate::metrics::RouteMetrics;
 
 /// The parts of a finished request that are recorded.
 pub struct Done<'a> {
@@ -18,18 +19,17 @@ pub struct Done<'a> {
     pub backend: Option<SocketAddr>,
     pub attempts: usize,
     pub started: Instant,
+    /// The matched route's counters, or none for a request no route took.
+    pub metrics: Option<&'a RouteMetrics>,
 }
 
 pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let elapsed = done.started.elapsed();
     let m = &shared.metrics;
-    m.requests
-        .with_label_values(&[done.route, status_label(status)])
-        .inc();
-    m.duration
-        .with_label_values(&[done.route])
-        .observe(elapsed.as_secs_f64());
+    done.metrics
+        .unwrap_or(&m.no_route)
+        .observe(status, elapsed.as_secs_f64());
 
     if let Some(log) = &shared.access_log {
         let req = session.req_header();
@@ -58,11 +58,4 @@ pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str)
             m.access_log_dropped.inc();
         }
     }
-}
-
-/// Status codes as label values without formatting one per request.
-fn status_label(status: u16) -> &'static str {
-    static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let labels = LABELS.get_or_init(|| (0..600).map(|s| s.to_string()).collect());
-    labels.get(status as usize).map_or("other", String::as_str)
 }

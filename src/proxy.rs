@@ -3,6 +3,7 @@
 //! calls one module, and records the outcome in the request context; no
 //! policy is decided here.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -58,6 +59,14 @@ impl Proxy {
     }
 }
 
+/// How an attempt at a backend ended, for `sluice_upstream_requests_total`.
+#[derive(Clone, Copy)]
+enum Outcome3 {
+    Ok,
+    ConnectFailure,
+    Error,
+}
+
 /// What the limits decided, kept for the response and the access log.
 enum LimitState {
     /// The route has no limits.
@@ -105,25 +114,21 @@ impl RequestCtx {
     }
 
     /// Counts an attempt's outcome for the backend it went to.
-    fn count_attempt(&self, shared: &Shared, backend: Option<usize>, outcome: &str) {
+    fn count_attempt(&self, backend: Option<usize>, outcome: Outcome3) {
         if let (Some(idx), Some((_, route))) = (backend, self.route()) {
             if let Some(b) = route.pool.backends.get(idx) {
-                shared
-                    .metrics
-                    .upstream_requests
-                    .with_label_values(&[route.pool.name(), &b.addr.to_string(), outcome])
-                    .inc();
+                match outcome {
+                    Outcome3::Ok => b.metrics.ok.inc(),
+                    Outcome3::ConnectFailure => b.metrics.connect_failure.inc(),
+                    Outcome3::Error => b.metrics.error.inc(),
+                }
             }
         }
     }
 
-    fn count_retry(&self, shared: &Shared) {
+    fn count_retry(&self) {
         if let Some((_, route)) = self.route() {
-            shared
-                .metrics
-                .retries
-                .with_label_values(&[route.pool.name()])
-                .inc();
+            route.pool.retries.inc();
         }
     }
 }
@@ -209,7 +214,6 @@ impl ProxyHttp for Proxy {
                 session.req_header(),
                 ctx.client_ip,
                 self.shared.now_nanos(),
-                &self.shared.metrics,
             );
             if let Outcome::Rejected {
                 index,
@@ -293,7 +297,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "connect_failure");
+        ctx.count_attempt(ctx.tried.last().copied(), Outcome3::ConnectFailure);
         ctx.release_inflight();
         let now = self.shared.now_nanos();
         // Nothing was sent, so any method may go to another backend, within
@@ -306,7 +310,7 @@ impl ProxyHttp for Proxy {
             _ => false,
         };
         if retry {
-            ctx.count_retry(&self.shared);
+            ctx.count_retry();
         }
         e.set_retry(retry);
         e
@@ -327,11 +331,11 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "error");
+        ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Error);
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
-            ctx.count_retry(&self.shared);
+            ctx.count_retry();
             ctx.release_inflight();
             ctx.tried.pop();
         }
@@ -462,22 +466,23 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.upstream_answered {
-            ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "ok");
+            ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Ok);
         } else if e.is_some_and(|e| e.esource() == &ErrorSource::Upstream)
             && ctx.inflight_on.is_some()
         {
-            ctx.count_attempt(&self.shared, ctx.tried.last().copied(), "error");
+            ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Error);
         }
         ctx.release_inflight();
         // Release concurrency slots now, not when Pingora drops the context.
-        let limit_label: Arc<str> = match std::mem::replace(&mut ctx.limits, LimitState::None) {
-            LimitState::None => Arc::from("-"),
-            LimitState::Admitted(verdict) => {
-                drop::<smallvec::SmallVec<[ConcurrencyGuard; 2]>>(verdict.guards);
-                Arc::from("admitted")
-            }
-            LimitState::Rejected(name) => Arc::from(format!("rejected:{name}")),
-        };
+        let limit_label: Cow<'static, str> =
+            match std::mem::replace(&mut ctx.limits, LimitState::None) {
+                LimitState::None => Cow::Borrowed("-"),
+                LimitState::Admitted(verdict) => {
+                    drop::<smallvec::SmallVec<[ConcurrencyGuard; 2]>>(verdict.guards);
+                    Cow::Borrowed("admitted")
+                }
+                LimitState::Rejected(name) => Cow::Owned(format!("rejected:{name}")),
+            };
         crate::observe::request_done(&self.shared, session, ctx_view(ctx), &limit_label);
     }
 }
@@ -497,5 +502,6 @@ fn ctx_view(ctx: &RequestCtx) -> crate::observe::Done<'_> {
         }),
         attempts: ctx.attempts,
         started: ctx.started,
+        metrics: route.map(|(_, r)| &r.metrics),
     }
 }

@@ -84,8 +84,12 @@ impl Reloader {
                 "reload: the change to `{what}` takes effect at the next upgrade or restart"
             );
         }
-        self.shared
-            .store(Gateway::rebuild(new, Some(&old), self.shared.now_nanos()));
+        self.shared.store(Gateway::rebuild(
+            new,
+            Some(&old),
+            self.shared.now_nanos(),
+            &self.shared.metrics,
+        ));
         self.shared.metrics.reloads.with_label_values(&["ok"]).inc();
         log::info!("reloaded {}", self.path);
         Ok(outcome)

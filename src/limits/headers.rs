@@ -64,7 +64,7 @@ const SF_INTEGER_MAX: u64 = 999_999_999_999_999;
 /// The `RateLimit-Policy` value, e.g. `"per_ip";q=100;w=2`.
 pub fn render_policy(info: &RateLimitInfo) -> String {
     let mut out = String::with_capacity(info.name.len() + 32);
-    push_sf_string(&mut out, &info.name);
+    push_sf_string(&mut out, info.name);
     push_param(&mut out, "q", info.quota);
     if info.unit == QuotaUnit::ConcurrentRequests {
         out.push_str(";qu=\"concurrent-requests\"");
@@ -78,7 +78,7 @@ pub fn render_policy(info: &RateLimitInfo) -> String {
 /// The `RateLimit` value, e.g. `"per_ip";r=0;t=1`.
 pub fn render_ratelimit(info: &RateLimitInfo) -> String {
     let mut out = String::with_capacity(info.name.len() + 32);
-    push_sf_string(&mut out, &info.name);
+    push_sf_string(&mut out, info.name);
     push_param(&mut out, "r", info.remaining);
     if let Some(t) = info.reset_secs {
         push_param(&mut out, "t", t);

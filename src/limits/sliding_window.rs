@@ -65,6 +65,7 @@ const HASHES: usize = 4;
 /// Cells per row for each key the limit is sized for.
 const SLOTS_PER_KEY: usize = 4;
 const MIN_SLOTS: usize = 1024;
+const MAX_WINDOW_MS: u64 = 1_000_000_000_000;
 
 /// The two counts behind one estimate, as `Rate` reports them.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -151,9 +152,11 @@ pub struct SlidingWindow {
 
 impl SlidingWindow {
     pub fn new(limit: u64, window: Duration, max_keys: usize) -> SlidingWindow {
+        // `Rate` doubles the window in milliseconds and takes it modulo: keep it
+        // in 1 ms ..= ~31 years so neither can overflow or divide by zero.
         let window_ms = u64::try_from(window.as_millis())
-            .unwrap_or(u64::MAX / 4_000_000)
-            .max(1);
+            .unwrap_or(MAX_WINDOW_MS)
+            .clamp(1, MAX_WINDOW_MS);
         let slots = sketch_slots(max_keys);
         SlidingWindow {
             rate: Rate::new_with_estimator_config(Duration::from_millis(window_ms), HASHES, slots),

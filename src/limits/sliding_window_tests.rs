@@ -188,3 +188,16 @@ fn over_count_is_within_the_count_min_bound() {
         "{beyond} keys beyond e·N/w"
     );
 }
+
+#[test]
+fn degenerate_windows_do_not_panic() {
+    for window in [Duration::ZERO, Duration::from_nanos(1), Duration::MAX] {
+        let w = SlidingWindow::new(2, window, 0);
+        assert!(w.try_acquire(1).admitted);
+        let _ = w.peek(1);
+    }
+    let zero = SlidingWindow::new(0, Duration::from_secs(1), 0);
+    let s = zero.try_acquire(1);
+    assert!(!s.admitted);
+    assert_eq!(s.wait_ns, None, "no wait lets a zero limit through");
+}

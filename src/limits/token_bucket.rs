@@ -42,6 +42,8 @@ pub struct Gcra {
     emission_ns: u64,
     /// How far the TAT may run ahead of now and still admit (`τ`).
     tolerance_ns: u64,
+    /// `floor(2^64 / T)` (0 when `T` is 1), for dividing by `T` with a multiply.
+    reciprocal: u64,
 }
 
 impl Gcra {
@@ -64,9 +66,34 @@ impl Gcra {
             // exactly when `debt <= floor((capacity-1)·T)`: flooring is exact.
             ((capacity - 1.0) * emission_ns as f64).floor() as u64
         };
+        Gcra::from_parts(emission_ns, tolerance_ns)
+    }
+
+    fn from_parts(emission_ns: u64, tolerance_ns: u64) -> Gcra {
         Gcra {
             emission_ns,
             tolerance_ns,
+            reciprocal: if emission_ns > 1 {
+                u64::try_from((1u128 << 64) / u128::from(emission_ns)).unwrap_or(0)
+            } else {
+                0
+            },
+        }
+    }
+
+    /// `x / T`. A 64-bit `div` takes as long as the rest of a decision on
+    /// many cores; with `m = floor(2^64/T)`, `x·m >> 64` is `x/T` or one less
+    /// (it falls short by `x·(2^64/T - m)/2^64 < 1`), and one multiply tells.
+    #[inline]
+    pub fn div_emission(&self, x: u64) -> u64 {
+        if self.reciprocal == 0 {
+            return x;
+        }
+        let q = ((u128::from(x) * u128::from(self.reciprocal)) >> 64) as u64;
+        if x - q * self.emission_ns >= self.emission_ns {
+            q + 1
+        } else {
+            q
         }
     }
 
@@ -98,7 +125,7 @@ impl Gcra {
     /// Whole tokens in the bucket at `now`, and nanoseconds until one more arrives.
     pub fn status(&self, tat: u64, now: u64) -> (u64, u64) {
         let debt = tat.saturating_sub(now);
-        let remaining = self.full_ns().saturating_sub(debt) / self.emission_ns;
+        let remaining = self.div_emission(self.full_ns().saturating_sub(debt));
         // The (remaining+1)-th token is there once the debt is back to τ - r·T.
         let wait = debt
             .saturating_add(remaining.saturating_mul(self.emission_ns))

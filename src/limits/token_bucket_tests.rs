@@ -122,6 +122,17 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn division_by_multiplication_is_exact(
+        t in prop_oneof![1u64..=3, 1u64..=u64::MAX, Just(u64::MAX), 1u64..=1 << 40],
+        x in prop_oneof![0u64..=1_000, any::<u64>(), Just(u64::MAX)],
+    ) {
+        let g = Gcra::from_parts(t, 0);
+        prop_assert_eq!(g.div_emission(x), x / t);
+    }
+}
+
 const SEC: u64 = 1_000_000_000;
 
 #[test]

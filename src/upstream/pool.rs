@@ -27,6 +27,7 @@ use super::outlier::{room_to_eject, OutlierState};
 use super::selection::{load_aware_cost, Load, Selector};
 use super::view::HealthView;
 use crate::config::{Balance, UpstreamSpec};
+use crate::metrics::{BackendMetrics, Metrics};
 
 /// What the gateway measures of a backend; shared across reloads by address.
 #[derive(Default)]
@@ -48,6 +49,7 @@ pub struct BackendState {
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
     pub stats: Arc<BackendStats>,
+    pub metrics: BackendMetrics,
 }
 
 /// The outcome of asking a pool for a backend.
@@ -77,18 +79,20 @@ pub struct Pool {
     selector: Selector,
     view: Arc<HealthView>,
     pub budget: RetryBudget,
+    pub retries: prometheus::IntCounter,
     in_panic: AtomicBool,
     decay_nanos: f64,
 }
 
 impl Pool {
-    pub fn new(spec: UpstreamSpec) -> Pool {
-        Self::rebuild(spec, None, 0)
-    }
-
     /// A pool for `spec` that keeps what `previous` knew (see the module
     /// doc). Backends new to the pool start their slow start at `now`.
-    pub fn rebuild(spec: UpstreamSpec, previous: Option<&Pool>, now: u64) -> Pool {
+    pub fn rebuild(
+        spec: UpstreamSpec,
+        previous: Option<&Pool>,
+        now: u64,
+        metrics: &Metrics,
+    ) -> Pool {
         let backends: Vec<BackendState> = spec
             .backends
             .iter()
@@ -117,6 +121,7 @@ impl Pool {
                         ext: Default::default(),
                     },
                     stats,
+                    metrics: metrics.backend(&spec.name, &b.address.to_string()),
                 }
             })
             .collect();
@@ -126,6 +131,7 @@ impl Pool {
         Pool {
             selector: Selector::new(spec.balance, &weights),
             budget: RetryBudget::new(spec.retry_budget.clone()),
+            retries: metrics.retries_for(&spec.name),
             decay_nanos: spec.latency_decay.as_nanos() as f64,
             spec,
             backends,
