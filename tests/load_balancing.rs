@@ -148,10 +148,14 @@ async fn least_conn_keeps_in_flight_counts_within_one() {
     let means: Vec<f64> = sums.iter().map(|s| *s as f64 / samples as f64).collect();
     println!("mean in flight {means:?}; {within_one}/{samples} samples within one");
     assert!(samples >= 20);
-    let spread = means.iter().cloned().fold(f64::MIN, f64::max) - means.iter().cloned().fold(f64::MAX, f64::min);
+    let spread = means.iter().cloned().fold(f64::MIN, f64::max)
+        - means.iter().cloned().fold(f64::MAX, f64::min);
     // Round robin would keep about four times as many requests at the slow backend.
     assert!(spread <= 1.0, "mean in-flight counts {means:?}");
-    assert!(within_one * 4 >= samples * 3, "only {within_one}/{samples} samples within one");
+    assert!(
+        within_one * 4 >= samples * 3,
+        "only {within_one}/{samples} samples within one"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
