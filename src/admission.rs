@@ -2,15 +2,13 @@
 //! [`crate::limits::admit`], count the decisions, and build the 429.
 //! Kept out of the `ProxyHttp` impl so that the proxy stays glue.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 use smallvec::SmallVec;
 
 use crate::errors;
 use crate::gateway::Route;
-use crate::keys::KeyInput;
+use crate::keys::{KeyInput, KeyValue};
 use crate::limits::{self, Decision, Limiter, Verdict};
 
 /// A limit and the request's value of its key.
@@ -29,7 +27,7 @@ pub fn check(
         uri: &req.uri,
         route: &route.name,
     };
-    let keys: SmallVec<[Option<Cow<[u8]>>; 4]> = route
+    let keys: SmallVec<[Option<KeyValue>; 4]> = route
         .limits
         .iter()
         .map(|l| l.spec().key.extract(&input))

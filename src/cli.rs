@@ -15,7 +15,7 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::Shared;
-use crate::lifecycle::{self, DrainOnUpgrade, SighupReload, SweepLimits};
+use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, SweepLimits};
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::upstream::HealthService;
@@ -102,8 +102,17 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     let phases = server.watch_execution_phase();
     server.bootstrap();
 
-    let mut proxy =
-        pingora_proxy::http_proxy_service(&server.configuration, Proxy::new(shared.clone()));
+    let grace = server.configuration.grace_period_seconds.unwrap_or(300);
+    let mut proxy = ListeningService::new(
+        "sluice proxy".to_string(),
+        DeferredCleanup {
+            inner: Arc::new(pingora_proxy::http_proxy(
+                &server.configuration,
+                Proxy::new(shared.clone()),
+            )),
+            delay: std::time::Duration::from_secs(grace.min(1)),
+        },
+    );
     for l in &listeners {
         match &l.tls {
             None => proxy.add_tcp(&l.address),

@@ -6,9 +6,9 @@
 //! query value is a slice of the request, and a client address is its raw
 //! octets, so the hot path builds no `String`.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
+use std::ops::Deref;
 
 use http::{HeaderMap, HeaderName, Uri};
 
@@ -23,6 +23,41 @@ pub enum KeySpec {
     Path,
     Route,
     Global,
+}
+
+/// A key's value: a slice of the request, or a client address's octets held
+/// inline (no allocation either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyValue<'a> {
+    Borrowed(&'a [u8]),
+    Inline([u8; 16], u8),
+}
+
+impl Deref for KeyValue<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            KeyValue::Borrowed(b) => b,
+            KeyValue::Inline(buf, len) => &buf[..*len as usize],
+        }
+    }
+}
+
+impl KeyValue<'_> {
+    fn ip(ip: IpAddr) -> KeyValue<'static> {
+        let mut buf = [0u8; 16];
+        match ip {
+            IpAddr::V4(v4) => {
+                buf[..4].copy_from_slice(&v4.octets());
+                KeyValue::Inline(buf, 4)
+            }
+            IpAddr::V6(v6) => {
+                buf.copy_from_slice(&v6.octets());
+                KeyValue::Inline(buf, 16)
+            }
+        }
+    }
 }
 
 /// What a key may be read from.
@@ -73,22 +108,22 @@ impl KeySpec {
     }
 
     /// The key's value for this request, or `None` when the request lacks it.
-    pub fn extract<'a>(&self, input: &KeyInput<'a>) -> Option<Cow<'a, [u8]>> {
+    pub fn extract<'a>(&self, input: &KeyInput<'a>) -> Option<KeyValue<'a>> {
         match self {
-            KeySpec::ClientIp => input.client_ip.map(|ip| match ip {
-                IpAddr::V4(v4) => Cow::Owned(v4.octets().to_vec()),
-                IpAddr::V6(v6) => Cow::Owned(v6.octets().to_vec()),
-            }),
-            KeySpec::Header(name) => input.headers.get(name).map(|v| Cow::Borrowed(v.as_bytes())),
-            KeySpec::Cookie(name) => cookie_value(input.headers, name).map(Cow::Borrowed),
+            KeySpec::ClientIp => input.client_ip.map(KeyValue::ip),
+            KeySpec::Header(name) => input
+                .headers
+                .get(name)
+                .map(|v| KeyValue::Borrowed(v.as_bytes())),
+            KeySpec::Cookie(name) => cookie_value(input.headers, name).map(KeyValue::Borrowed),
             KeySpec::Query(name) => input
                 .uri
                 .query()
                 .and_then(|q| query_value(q, name))
-                .map(|v| Cow::Borrowed(v.as_bytes())),
-            KeySpec::Path => Some(Cow::Borrowed(input.uri.path().as_bytes())),
-            KeySpec::Route => Some(Cow::Borrowed(input.route.as_bytes())),
-            KeySpec::Global => Some(Cow::Borrowed(b"")),
+                .map(|v| KeyValue::Borrowed(v.as_bytes())),
+            KeySpec::Path => Some(KeyValue::Borrowed(input.uri.path().as_bytes())),
+            KeySpec::Route => Some(KeyValue::Borrowed(input.route.as_bytes())),
+            KeySpec::Global => Some(KeyValue::Borrowed(b"")),
         }
     }
 }
@@ -187,12 +222,7 @@ mod tests {
         headers.append("cookie", "a=1; sid=abc ".parse().unwrap());
         let uri: Uri = "/p/q?x=1&k=v%20w&k=2".parse().unwrap();
         let i = input(&headers, &uri);
-        let get = |s: &str| {
-            KeySpec::parse(s)
-                .unwrap()
-                .extract(&i)
-                .map(|c| c.into_owned())
-        };
+        let get = |s: &str| KeySpec::parse(s).unwrap().extract(&i).map(|c| c.to_vec());
         assert_eq!(get("header:x-user-id"), Some(b"u42".to_vec()));
         assert_eq!(get("cookie:sid"), Some(b"abc".to_vec()));
         assert_eq!(get("cookie:none"), None);

@@ -109,3 +109,38 @@ impl BackgroundService for SweepLimits {
         }
     }
 }
+
+/// The proxy application with Pingora's shutdown clean-up deferred a moment.
+///
+/// When a process stops accepting (the end of an upgrade's hand-over, or a
+/// shutdown), Pingora's `cleanup()` aborts every connection still waiting for
+/// its *first* request. A connection the old process accepted an instant
+/// before, whose request bytes are still in flight, is then closed with no
+/// answer: a failed request during an upgrade. The accept loop has already
+/// stopped when `cleanup()` runs, so waiting a little before it lets those
+/// requests arrive and be served (and answered with `Connection: close`),
+/// while no new connection can come in. The delay stays within the grace
+/// period, which is how long the process keeps running after that point.
+pub struct DeferredCleanup<A> {
+    pub inner: Arc<A>,
+    pub delay: Duration,
+}
+
+#[async_trait]
+impl<A> pingora_core::apps::ServerApp for DeferredCleanup<A>
+where
+    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: pingora_core::protocols::Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<pingora_core::protocols::Stream> {
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(self.delay).await;
+        self.inner.cleanup().await;
+    }
+}

@@ -243,28 +243,28 @@ impl ProxyHttp for Proxy {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route in context");
         };
         let pool = route.pool.clone();
-        let key = if pool.spec.balance == Balance::ConsistentHash {
-            let req = session.req_header();
-            let input = KeyInput {
-                client_ip: ctx.client_ip,
-                headers: &req.headers,
-                uri: &req.uri,
-                route: &route.name,
-            };
-            pool.spec.hash_key.extract(&input).map(|k| k.into_owned())
-        } else {
-            None
-        };
         let now = self.shared.now_nanos();
         if ctx.attempts == 0 {
             pool.budget.record_request(now);
         }
-        match pool.pick(
+        let req = session.req_header();
+        let input = KeyInput {
+            client_ip: ctx.client_ip,
+            headers: &req.headers,
+            uri: &req.uri,
+            route: &route.name,
+        };
+        let key = match pool.spec.balance {
+            Balance::ConsistentHash => pool.spec.hash_key.extract(&input),
+            _ => None,
+        };
+        let pick = pool.pick(
             key.as_deref().unwrap_or(b""),
             &ctx.tried,
             now,
             &mut rand::thread_rng(),
-        ) {
+        );
+        match pick {
             Pick::Backend(idx) => {
                 let Some(peer) = pool.peer(idx) else {
                     return Error::e_explain(

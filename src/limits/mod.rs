@@ -13,10 +13,10 @@
 //! first, or a client over one limit would drain its others for nothing. So
 //! [`admit`] first *reads* every limit (no writes, no new per-key state), and
 //! only if all admit does it *commit* them in order. Each commit re-validates
-//! atomically (the token bucket's CAS recomputes from the current TAT, the
-//! sliding window checks the count `observe` returns, the concurrency limit
-//! checks the count it incremented), because another request may have taken
-//! the last unit between the read and the commit. If a commit fails, the
+//! (the token bucket's CAS recomputes from the current TAT; the sliding window
+//! and the concurrency limit count first, then re-read the count with theirs
+//! included), because another request may have taken the last unit between
+//! the read and the commit. If a commit fails, the
 //! commits already made for this request are undone (token given back, count
 //! taken back, slot released) and the request is rejected. The result never
 //! admits more than every limit allows; the only imprecision is the reverse: a

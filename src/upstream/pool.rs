@@ -30,7 +30,6 @@ use crate::config::{Balance, UpstreamSpec};
 use crate::metrics::{BackendMetrics, Metrics};
 
 /// What the gateway measures of a backend; shared across reloads by address.
-#[derive(Default)]
 pub struct BackendStats {
     /// Requests being served by this backend now.
     pub inflight: AtomicU64,
@@ -40,6 +39,23 @@ pub struct BackendStats {
     ready_since: AtomicU64,
     /// Whether the last pick saw it available, to notice a recovery.
     was_available: AtomicBool,
+    /// Active health as of the last check, copied from Pingora's registry
+    /// after each round so a pick reads one atomic instead of hashing the
+    /// backend into Pingora's readiness map.
+    healthy: AtomicBool,
+}
+
+impl Default for BackendStats {
+    fn default() -> Self {
+        BackendStats {
+            inflight: AtomicU64::new(0),
+            latency: PeakEwma::default(),
+            outlier: OutlierState::default(),
+            ready_since: AtomicU64::new(0),
+            was_available: AtomicBool::new(true),
+            healthy: AtomicBool::new(true),
+        }
+    }
 }
 
 /// A backend of this pool.
@@ -103,14 +119,9 @@ impl Pool {
                     (None, Some(_)) => {
                         let s = BackendStats::default();
                         s.ready_since.store(now.max(1), Ordering::Relaxed);
-                        s.was_available.store(true, Ordering::Relaxed);
                         Arc::new(s)
                     }
-                    (None, None) => {
-                        let s = BackendStats::default();
-                        s.was_available.store(true, Ordering::Relaxed);
-                        Arc::new(s)
-                    }
+                    (None, None) => Arc::new(BackendStats::default()),
                 };
                 BackendState {
                     addr: b.address,
@@ -128,7 +139,7 @@ impl Pool {
         let members: BTreeSet<Backend> = backends.iter().map(|b| b.backend.clone()).collect();
         let view = HealthView::for_spec(&spec, members, previous.map(|p| &p.view));
         let weights: Vec<(SocketAddr, u32)> = backends.iter().map(|b| (b.addr, b.weight)).collect();
-        Pool {
+        let pool = Pool {
             selector: Selector::new(spec.balance, &weights),
             budget: RetryBudget::new(spec.retry_budget.clone()),
             retries: metrics.retries_for(&spec.name),
@@ -137,7 +148,24 @@ impl Pool {
             backends,
             view,
             in_panic: AtomicBool::new(false),
+        };
+        pool.refresh_health();
+        pool
+    }
+
+    /// Copies active health from Pingora's registry into each backend's flag.
+    pub fn refresh_health(&self) {
+        for b in &self.backends {
+            b.stats
+                .healthy
+                .store(self.view.ready(&b.backend), Ordering::Relaxed);
         }
+    }
+
+    /// Runs a round of active checks if one is due, then refreshes the flags.
+    pub async fn check_if_due(&self, now: std::time::Instant) {
+        self.view.check_if_due(now).await;
+        self.refresh_health();
     }
 
     pub fn name(&self) -> &str {
@@ -149,7 +177,7 @@ impl Pool {
     pub fn is_healthy(&self, idx: usize) -> bool {
         self.backends
             .get(idx)
-            .is_some_and(|b| self.view.ready(&b.backend))
+            .is_some_and(|b| b.stats.healthy.load(Ordering::Relaxed))
     }
 
     /// Healthy by active checks and not ejected by passive health.
@@ -197,7 +225,12 @@ impl Pool {
         Load {
             weight: b.weight as f64 * self.ramp(&b.stats, now),
             inflight: b.stats.inflight.load(Ordering::Relaxed),
-            latency: b.stats.latency.cost(now, self.decay_nanos),
+            // Only load_aware reads latency; skip the exp() for the others.
+            latency: if self.spec.balance == Balance::LoadAware {
+                b.stats.latency.cost(now, self.decay_nanos)
+            } else {
+                0.0
+            },
         }
     }
 
@@ -210,7 +243,10 @@ impl Pool {
                 let stats = &self.backends[i].stats;
                 // A backend coming back from an ejection or a failed check
                 // ramps up like a new one.
-                if stats.was_available.swap(*avail, Ordering::Relaxed) != *avail && *avail {
+                if stats.was_available.load(Ordering::Relaxed) != *avail
+                    && stats.was_available.swap(*avail, Ordering::Relaxed) != *avail
+                    && *avail
+                {
                     stats.ready_since.store(now.max(1), Ordering::Relaxed);
                 }
             }
@@ -218,7 +254,11 @@ impl Pool {
         let up = available.iter().filter(|a| **a).count();
         let panic =
             self.spec.panic_threshold > 0 && up * 100 < self.spec.panic_threshold as usize * n;
-        if self.in_panic.swap(panic, Ordering::Relaxed) != panic {
+        // Read before writing: a store per request would bounce the cache
+        // line between cores.
+        if self.in_panic.load(Ordering::Relaxed) != panic
+            && self.in_panic.swap(panic, Ordering::Relaxed) != panic
+        {
             if panic {
                 log::warn!(
                     "upstream {}: only {up} of {n} backends available, below panic_threshold {}%: balancing across all",

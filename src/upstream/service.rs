@@ -34,8 +34,8 @@ impl BackgroundService for HealthService {
                     if next <= now {
                         // Each pool checks on its own task: a slow backend in
                         // one pool must not delay another pool's checks.
-                        let view = view.clone();
-                        tokio::spawn(async move { view.check_if_due(Instant::now()).await });
+                        let pool = pool.clone();
+                        tokio::spawn(async move { pool.check_if_due(Instant::now()).await });
                     } else {
                         wake = wake.min(next);
                     }
