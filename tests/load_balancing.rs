@@ -306,3 +306,40 @@ async fn retries_stop_when_the_budget_is_spent() {
     );
     assert_eq!(bad_gateway, 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_check_that_recovers_ends_a_passive_ejection_early() {
+    let (addrs, echos) = backends(&["a", "bad"]).await;
+    echos[1].control.failing.store(true, Ordering::Relaxed);
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  pool:\n    backends: [{}]\n    health_check: {{ type: http, path: /health, interval: 100ms }}\n    outlier_detection: {{ consecutive_failures: 2, base_ejection: 60s, max_ejected_percent: 50 }}\nroutes:\n  - upstream: pool\n",
+        list(&addrs)
+    ))
+    .await;
+    let c = client();
+    for _ in 0..4 {
+        get_backend(&c, &gw.url("/")).await;
+    }
+    assert!(gw.status().await["upstreams"]["pool"]["backends"][1]["ejected"] == true);
+    // The backend goes down for its health check too, then recovers fully.
+    echos[1].control.unhealthy.store(true, Ordering::Relaxed);
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "pool", addrs[1])
+            == Some(false))
+            .await
+    );
+    echos[1].control.failing.store(false, Ordering::Relaxed);
+    echos[1].control.unhealthy.store(false, Ordering::Relaxed);
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| s["upstreams"]["pool"]
+            ["backends"][1]["ejected"]
+            == false)
+            .await,
+        "still ejected although its health check recovered"
+    );
+    let mut seen_bad = false;
+    for _ in 0..10 {
+        seen_bad |= get_backend(&c, &gw.url("/")).await == (200, "bad".into());
+    }
+    assert!(seen_bad, "recovered backend got no traffic");
+}

@@ -9,7 +9,9 @@
 //! more than `max_ejected_percent` of a pool is ejected at once, so a pool
 //! whose backends all fail keeps serving rather than going dark. A backend
 //! that stays clean for `max_ejection` after its last ejection starts its
-//! count afresh.
+//! count afresh. Active health checks can end an ejection early, but only by
+//! seeing the backend fail and then pass: a backend that answers its health
+//! check while failing real requests stays out until the timer says so.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,6 +40,13 @@ impl OutlierState {
 
     pub fn ejected_until(&self) -> u64 {
         self.ejected_until.load(Ordering::Relaxed)
+    }
+
+    /// Ends an ejection early: an active health check saw the backend fail
+    /// and then recover, which is better evidence than the timer.
+    pub fn uneject(&self) {
+        self.ejected_until.store(0, Ordering::Relaxed);
+        self.consecutive.store(0, Ordering::Relaxed);
     }
 
     pub fn record_success(&self, spec: &OutlierSpec, now: u64) {

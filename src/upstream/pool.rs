@@ -154,11 +154,15 @@ impl Pool {
     }
 
     /// Copies active health from Pingora's registry into each backend's flag.
+    /// A backend that failed its active check and now passes it again is
+    /// also let back from a passive ejection (see [`OutlierState::uneject`]).
     pub fn refresh_health(&self) {
         for b in &self.backends {
-            b.stats
-                .healthy
-                .store(self.view.ready(&b.backend), Ordering::Relaxed);
+            let ready = self.view.ready(&b.backend);
+            let was = b.stats.healthy.swap(ready, Ordering::Relaxed);
+            if ready && !was && b.stats.outlier.ejected_until() != 0 {
+                b.stats.outlier.uneject();
+            }
         }
     }
 
