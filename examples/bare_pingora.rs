@@ -1,0 +1,53 @@
+//! The baseline for `scripts/bench.sh`: Pingora's own `load_balancer` example
+//! without TLS or health checks, so the benchmark can tell what sluice's
+//! routing, filters and limits cost on top of Pingora itself.
+//!
+//! ```text
+//! BARE_LISTEN=127.0.0.1:6188 BARE_BACKENDS=127.0.0.1:9001,127.0.0.1:9002 \
+//!     cargo run --release --example bare_pingora -- -c pingora.yaml
+//! ```
+//! Server keys (`threads`, `work_stealing`, ...) come from Pingora's own
+//! `-c` file, exactly as sluice takes them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::Opt;
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::Result;
+use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+use pingora_proxy::{ProxyHttp, Session};
+
+// The same allocator as sluice's main, so the comparison is allocator-neutral.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub struct Lb(Arc<LoadBalancer<RoundRobin>>);
+
+#[async_trait]
+impl ProxyHttp for Lb {
+    type CTX = ();
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let backend = self.0.select(b"", 256).expect("a backend"); // the key is ignored
+        Ok(Box::new(HttpPeer::new(backend, false, String::new())))
+    }
+}
+
+fn main() {
+    env_logger::init();
+    let listen = std::env::var("BARE_LISTEN").unwrap_or_else(|_| "127.0.0.1:6188".into());
+    let backends =
+        std::env::var("BARE_BACKENDS").unwrap_or_else(|_| "127.0.0.1:9001,127.0.0.1:9002".into());
+
+    let mut server = Server::new(Some(Opt::parse_args())).expect("server configuration");
+    server.bootstrap();
+    let upstreams =
+        LoadBalancer::try_from_iter(backends.split(',').map(str::trim)).expect("BARE_BACKENDS");
+    let mut lb = pingora_proxy::http_proxy_service(&server.configuration, Lb(Arc::new(upstreams)));
+    lb.add_tcp(&listen);
+    server.add_service(lb);
+    server.run_forever();
+}
