@@ -18,7 +18,9 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sluice::keys::KeySpec;
-use sluice::limits::{admit, Algorithm, Clock, LimitSpec, Limiter, MonotonicClock, OnMissing};
+use sluice::limits::{
+    admit, Algorithm, Clock, LimitSpec, Limiter, MonotonicClock, OnMissing, TokenBucket,
+};
 
 const KEYS: usize = 100_000;
 
@@ -105,6 +107,14 @@ fn token_bucket(c: &mut Criterion) {
     );
     workloads(c, "token_bucket_no_clock", |i| {
         admit(&[(&frozen, Some(&keys[i]))], 1_000_000_000).is_admitted()
+    });
+
+    // The bucket alone, under `admit`: hash the key, one CAS on its TAT.
+    let core = TokenBucket::new(1e18, 1e9, 2 * KEYS);
+    let hasher = ahash::RandomState::new();
+    workloads(c, "token_bucket_core_no_clock", |i| {
+        core.try_acquire(hasher.hash_one(&keys[i]), 1_000_000_000)
+            .admitted
     });
 }
 
