@@ -8,6 +8,16 @@ sluice_setup
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
-cargo test --lib --bins --tests --examples
-# Doc examples are not covered by --all-targets.
-cargo test --doc
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --lib --bins --tests --examples 2>&1 | tee "$log"
+
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i) ~ /^passed;?$/) passed += $(i - 1)
+            if ($(i) ~ /^failed;?$/) failed += $(i - 1)
+        }
+     }
+     END { printf "sluice: %d passed, %d failed\n", passed, failed }' "$log"
