@@ -96,12 +96,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> FilterContext {
-        FilterContext {
-            request_id: Arc::from("r1"),
-            client_ip: None,
-            route: Arc::from("api"),
-            vars: Default::default(),
-        }
+        FilterContext::new("r1", "api")
     }
 
     #[tokio::test]

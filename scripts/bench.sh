@@ -16,11 +16,14 @@
 #   CONNECTIONS (64)     wrk connections
 #   WRK_THREADS          wrk threads: 1 when one CPU is left for load, else 2
 #   SLUICE_WORK_STEALING (false) Pingora's work_stealing for sluice and bare Pingora
-#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware
+#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend
 #   PROXIES              subset of: nginx haproxy pingora sluice
 #   SKIP_BUILD           set to use the release binaries already in target/release
 #
 # Scenarios (a) and (b) run all four proxies; (c), (d) and (e) only sluice.
+# Scenario (f) puts sluice in front of three backends, one of them ten times
+# slower (SLOW_MS, default 10 ms, against FAST_MS, 1 ms), and compares the tail
+# latency of round_robin, least_conn and load_aware.
 # With two or more CPUs, every proxy runs on CPU 0 and wrk and the backends on
 # the others, so the proxies compete for one core and nothing else does.
 set -euo pipefail
@@ -40,7 +43,9 @@ if [ -z "${SLUICE_WORK_STEALING:-}" ]; then
 else
     WORK_STEALING_WHY="set by SLUICE_WORK_STEALING"
 fi
-SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware}
+SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend}
+FAST_MS=${FAST_MS:-1}
+SLOW_MS=${SLOW_MS:-10}
 PROXIES=${PROXIES:-nginx haproxy pingora sluice}
 HERE=scripts/bench
 OUT=${CARGO_TARGET_DIR:-target}/bench
@@ -151,7 +156,7 @@ render() {
 }
 
 # --- backends ---------------------------------------------------------------------
-mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 9)
+mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 15)
 BACKEND1=127.0.0.1:${PORTS[0]}
 BACKEND2=127.0.0.1:${PORTS[1]}
 start echo-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND1" echo-1
@@ -202,6 +207,32 @@ fi
 if has "$PROXIES" sluice; then
     has "$SCENARIOS" c_admit && start_sluice admit "${PORTS[6]}" round_robin "admit_per_ip, admit_per_key"
     has "$SCENARIOS" d_reject && start_sluice reject "${PORTS[7]}" round_robin "reject_all"
+    if has "$SCENARIOS" f_slow_backend; then
+        FAST1=127.0.0.1:${PORTS[9]}
+        FAST2=127.0.0.1:${PORTS[10]}
+        SLOW=127.0.0.1:${PORTS[11]}
+        start echo-fast-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$FAST1" fast-1 "$FAST_MS"
+        start echo-fast-2 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$FAST2" fast-2 "$FAST_MS"
+        start echo-slow "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$SLOW" slow "$SLOW_MS"
+        for b in fast-1 fast-2 slow; do
+            addr=$FAST1
+            [ "$b" = fast-2 ] && addr=$FAST2
+            [ "$b" = slow ] && addr=$SLOW
+            check "echo-$b" "http://$addr/health" 200
+        done
+        port=12
+        for balance in round_robin least_conn load_aware; do
+            name=f_$balance
+            render "$HERE/sluice-balance.yaml.in" "$RUN/sluice-$name.yaml" RUN="$RUN" \
+                NAME="$name" LISTEN="127.0.0.1:${PORTS[$port]}" BALANCE="$balance" \
+                FAST1="$FAST1" FAST2="$FAST2" SLOW="$SLOW" WORK_STEALING="$SLUICE_WORK_STEALING"
+            "$BIN/sluice" -t -c "$RUN/sluice-$name.yaml" >/dev/null ||
+                die "sluice -t refused $RUN/sluice-$name.yaml"
+            RUST_LOG=warn start "sluice-$name" "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-$name.yaml"
+            ADDR[sluice-$name]=127.0.0.1:${PORTS[$port]}
+            port=$((port + 1))
+        done
+    fi
     if has "$SCENARIOS" e_load_aware; then
         # Offered only when this build's own validation accepts the algorithm.
         sluice_config probe "${PORTS[8]}" load_aware ""
@@ -232,7 +263,12 @@ for scenario in $SCENARIOS; do
     c_admit) plan+=("c_admit sluice sluice-admit $SMALL_PATH 200 key") ;;
     d_reject) plan+=("d_reject sluice sluice-reject $SMALL_PATH 429 -") ;;
     e_load_aware) plan+=("e_load_aware sluice sluice-load_aware $SMALL_PATH 200 -") ;;
-    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware)" ;;
+    f_slow_backend)
+        plan+=("f_slow_backend sluice_rr sluice-f_round_robin $SMALL_PATH 200 -")
+        plan+=("f_slow_backend sluice_lc sluice-f_least_conn $SMALL_PATH 200 -")
+        plan+=("f_slow_backend sluice_la sluice-f_load_aware $SMALL_PATH 200 -")
+        ;;
+    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend)" ;;
     esac
 done
 
@@ -258,6 +294,7 @@ done
     echo "allocator=mimalloc"
     echo "small_path=$SMALL_PATH"
     echo "large_path=$LARGE_PATH"
+    echo "slow_backend=(f): backends answer after $FAST_MS ms, $FAST_MS ms and $SLOW_MS ms"
     for note in "${NOTES[@]}"; do echo "note=$note"; done
 } >"$OUT/meta.txt"
 

@@ -11,7 +11,8 @@ from xml.sax.saxutils import escape
 
 from stats import PROXIES, SCENARIOS, load, summarize
 
-COLOURS = {"nginx": "#009639", "haproxy": "#1f6fb2", "pingora": "#f38020", "sluice": "#7b3fa0"}
+COLOURS = {"nginx": "#009639", "haproxy": "#1f6fb2", "pingora": "#f38020", "sluice": "#7b3fa0",
+           "sluice_rr": "#b08fd0", "sluice_lc": "#9a6cc4", "sluice_la": "#4b1f70"}
 WIDTH, PANEL_H, TOP, LEFT, RIGHT, BOTTOM = 960, 300, 70, 80, 20, 60
 
 

@@ -13,12 +13,16 @@ SCENARIOS = [
     ("c_admit", "(c) limits, all admitted"),
     ("d_reject", "(d) limits, all rejected (429)"),
     ("e_load_aware", "(e) load_aware balance"),
+    ("f_slow_backend", "(f) one backend 10x slower"),
 ]
 PROXIES = [
     ("nginx", "nginx"),
     ("haproxy", "HAProxy"),
     ("pingora", "bare Pingora"),
     ("sluice", "sluice"),
+    ("sluice_rr", "sluice round_robin"),
+    ("sluice_lc", "sluice least_conn"),
+    ("sluice_la", "sluice load_aware"),
 ]
 # The status every response of a scenario must have.
 EXPECTED_STATUS = {"d_reject": 429}
@@ -57,6 +61,7 @@ def summarize(rows):
                 "rps_min": min(rps),
                 "rps_max": max(rps),
                 "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                "p90_ms": statistics.median(r["p90_ms"] for r in runs),
                 "p99_ms": statistics.median(r["p99_ms"] for r in runs),
                 "proxy_cpu_pct": statistics.median(r["proxy_cpu_pct"] for r in runs),
                 "requests": sum(r["requests"] for r in runs),

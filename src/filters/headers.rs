@@ -137,15 +137,9 @@ impl Filter for HeadersFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn ctx() -> FilterContext {
-        FilterContext {
-            request_id: Arc::from("r1"),
-            client_ip: None,
-            route: Arc::from("api"),
-            vars: Default::default(),
-        }
+        FilterContext::new("r1", "api")
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub struct FilterContext {
     pub vars: http::Extensions,
 }
 
+impl FilterContext {
+    /// A context for a request with this id on this route, with no client
+    /// address and nothing stored: what a filter's unit test needs.
+    pub fn new(request_id: &str, route: &str) -> FilterContext {
+        FilterContext {
+            request_id: Arc::from(request_id),
+            client_ip: None,
+            route: Arc::from(route),
+            vars: Default::default(),
+        }
+    }
+}
+
 /// Whether the request goes on to the upstream or is answered by a filter.
 pub enum Flow {
     Continue,
