@@ -3,6 +3,7 @@
 //! a small JSON body `{"error": "...", "request_id": "..."}`.
 
 use bytes::Bytes;
+use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 
 /// Why the gateway answered a request itself.
@@ -52,6 +53,29 @@ impl GatewayError {
     }
 }
 
+/// The status to answer a failed proxy attempt with (0: the client is gone,
+/// answer nothing). A backend that timed out is 504, as in nginx; any other
+/// upstream failure 502; our own `HTTPStatus` errors (503 for no healthy
+/// backend, ...) keep their code.
+pub fn status_for(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
 /// `{"error": message, "request_id": id}`, escaped properly.
 pub fn json_body(message: &str, request_id: &str) -> Vec<u8> {
     let mut body = serde_json::to_vec(&serde_json::json!({
@@ -87,6 +111,21 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"], "quote \" here");
         assert_eq!(v["request_id"], "id\n1");
+    }
+
+    #[test]
+    fn proxy_failures_map_to_statuses() {
+        let upstream = |t| {
+            let mut e = Error::new(t);
+            e.as_up();
+            e
+        };
+        assert_eq!(status_for(&upstream(ErrorType::ConnectRefused)), 502);
+        assert_eq!(status_for(&upstream(ErrorType::ReadTimedout)), 504);
+        assert_eq!(status_for(&Error::new(ErrorType::HTTPStatus(503))), 503);
+        let mut gone = Error::new(ErrorType::ConnectionClosed);
+        gone.as_down();
+        assert_eq!(status_for(&gone), 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use pingora_http::RequestHeader;
 
 fn trusted(ip: &IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(ip))
@@ -65,6 +66,25 @@ pub fn append_xff(existing: Option<&[u8]>, peer: IpAddr) -> String {
     }
 }
 
+/// Sets the forwarding headers of the request sent upstream: `X-Forwarded-For`
+/// is the incoming chain with the socket peer appended; `X-Forwarded-Proto` is
+/// the scheme the client used, unless a trusted proxy already said which.
+pub fn set_forwarding_headers<'a>(
+    upstream: &mut RequestHeader,
+    incoming_xff: impl Iterator<Item = &'a [u8]>,
+    peer: IpAddr,
+    trusted_proxies: &[IpNet],
+    tls: bool,
+) -> pingora_core::Result<()> {
+    let chain: Vec<&[u8]> = incoming_xff.collect();
+    let joined = chain.join(&b", "[..]);
+    upstream.insert_header("x-forwarded-for", append_xff(Some(&joined), peer))?;
+    if !trusted(&peer, trusted_proxies) || !upstream.headers.contains_key("x-forwarded-proto") {
+        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +128,43 @@ mod tests {
         assert_eq!(
             client_ip(ip("127.0.0.1"), ports.into_iter(), &t),
             ip("2001:db8::1")
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_trust_only_trusted_proxies() {
+        let t = nets(&["127.0.0.1/32"]);
+        let mut up = RequestHeader::build("GET", b"/", None).unwrap();
+        up.insert_header("x-forwarded-proto", "https").unwrap();
+        let chain = [b"1.1.1.1".as_slice(), b"2.2.2.2".as_slice()];
+        set_forwarding_headers(
+            &mut up,
+            chain.into_iter(),
+            "127.0.0.1".parse().unwrap(),
+            &t,
+            false,
+        )
+        .unwrap();
+        assert_eq!(up.headers["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 127.0.0.1");
+        assert_eq!(
+            up.headers["x-forwarded-proto"], "https",
+            "kept from a trusted proxy"
+        );
+
+        let mut up = RequestHeader::build("GET", b"/", None).unwrap();
+        up.insert_header("x-forwarded-proto", "https").unwrap();
+        set_forwarding_headers(
+            &mut up,
+            std::iter::empty(),
+            "9.9.9.9".parse().unwrap(),
+            &t,
+            false,
+        )
+        .unwrap();
+        assert_eq!(up.headers["x-forwarded-for"], "9.9.9.9");
+        assert_eq!(
+            up.headers["x-forwarded-proto"], "http",
+            "an untrusted client cannot claim https"
         );
     }
 

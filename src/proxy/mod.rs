@@ -3,11 +3,10 @@
 //! calls one module, and records the outcome in the request context; no
 //! policy is decided here.
 
-use std::borrow::Cow;
-use std::net::IpAddr;
+mod ctx;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -22,11 +21,14 @@ use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
 use crate::forwarded;
-use crate::gateway::{Gateway, Route, Shared};
+use crate::gateway::Shared;
 use crate::keys::KeyInput;
-use crate::limits::{ConcurrencyGuard, Outcome, Verdict};
+use crate::limits::Outcome;
 use crate::request_id;
 use crate::upstream::{Attempt, Pick};
+
+pub use ctx::RequestCtx;
+use ctx::{AttemptOutcome, LimitState};
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -59,100 +61,12 @@ impl Proxy {
     }
 }
 
-/// How an attempt at a backend ended, for `sluice_upstream_requests_total`.
-#[derive(Clone, Copy)]
-enum Outcome3 {
-    Ok,
-    ConnectFailure,
-    Error,
-}
-
-/// What the limits decided, kept for the response and the access log.
-enum LimitState {
-    /// The route has no limits.
-    None,
-    /// Admitted: the concurrency slots to hold and the `RateLimit` fields to send.
-    Admitted(Verdict),
-    Rejected(Arc<str>),
-}
-
-/// Everything the gateway learns about one request, from phase to phase.
-pub struct RequestCtx {
-    /// The config snapshot this request runs on, start to end.
-    gateway: Option<Arc<Gateway>>,
-    route: Option<usize>,
-    filter_ctx: Option<FilterContext>,
-    request_id: Arc<str>,
-    peer_ip: Option<IpAddr>,
-    client_ip: Option<IpAddr>,
-    /// Backends this request has been sent to, in order.
-    tried: Vec<usize>,
-    attempts: usize,
-    /// The backend whose in-flight count this request holds.
-    inflight_on: Option<usize>,
-    /// The last backend answered with a response header.
-    upstream_answered: bool,
-    /// When the current attempt's backend was picked (limiter clock nanos).
-    attempt_started: u64,
-    limits: LimitState,
-    started: Instant,
-}
-
-impl RequestCtx {
-    fn route(&self) -> Option<(&Gateway, &Route)> {
-        let gw = self.gateway.as_deref()?;
-        Some((gw, gw.routes.get(self.route?)?))
-    }
-
-    fn release_inflight(&mut self) {
-        if let (Some(idx), Some((_, route))) = (self.inflight_on, self.route()) {
-            if let Some(b) = route.pool.backends.get(idx) {
-                b.stats.inflight.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.inflight_on = None;
-    }
-
-    /// Counts an attempt's outcome for the backend it went to.
-    fn count_attempt(&self, backend: Option<usize>, outcome: Outcome3) {
-        if let (Some(idx), Some((_, route))) = (backend, self.route()) {
-            if let Some(b) = route.pool.backends.get(idx) {
-                match outcome {
-                    Outcome3::Ok => b.metrics.ok.inc(),
-                    Outcome3::ConnectFailure => b.metrics.connect_failure.inc(),
-                    Outcome3::Error => b.metrics.error.inc(),
-                }
-            }
-        }
-    }
-
-    fn count_retry(&self) {
-        if let Some((_, route)) = self.route() {
-            route.pool.retries.inc();
-        }
-    }
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            gateway: None,
-            route: None,
-            filter_ctx: None,
-            request_id: Arc::from(""),
-            peer_ip: None,
-            client_ip: None,
-            tried: Vec::new(),
-            attempts: 0,
-            inflight_on: None,
-            upstream_answered: false,
-            attempt_started: 0,
-            limits: LimitState::None,
-            started: Instant::now(),
-        }
+        RequestCtx::new()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -297,7 +211,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.count_attempt(ctx.tried.last().copied(), Outcome3::ConnectFailure);
+        ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::ConnectFailure);
         ctx.release_inflight();
         let now = self.shared.now_nanos();
         // Nothing was sent, so any method may go to another backend, within
@@ -331,7 +245,7 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Error);
+        ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Error);
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
@@ -362,24 +276,15 @@ impl ProxyHttp for Proxy {
             }
         }
         if let Some(peer) = ctx.peer_ip {
-            let existing: Vec<&[u8]> = session
-                .req_header()
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect();
-            let joined = existing.join(&b", "[..]);
-            upstream_request.insert_header(
-                "x-forwarded-for",
-                forwarded::append_xff(Some(&joined), peer),
+            let incoming = session.req_header().headers.get_all("x-forwarded-for");
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            forwarded::set_forwarding_headers(
+                upstream_request,
+                incoming.iter().map(|v| v.as_bytes()),
+                peer,
+                &gw.config.trusted_proxies,
+                tls,
             )?;
-            let from_trusted = gw.config.trusted_proxies.iter().any(|n| n.contains(&peer));
-            if !from_trusted || !upstream_request.headers.contains_key("x-forwarded-proto") {
-                let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-                upstream_request
-                    .insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-            }
         }
         upstream_request.insert_header("x-request-id", &*ctx.request_id)?;
         if let Some(fctx) = &ctx.filter_ctx {
@@ -426,22 +331,7 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = match e.etype() {
-            ErrorType::HTTPStatus(code) => *code,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-                if e.esource() == &ErrorSource::Upstream =>
-            {
-                504
-            }
-            _ => match e.esource() {
-                ErrorSource::Upstream => 502,
-                ErrorSource::Downstream => match e.etype() {
-                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                    _ => 400,
-                },
-                ErrorSource::Internal | ErrorSource::Unset => 500,
-            },
-        };
+        let code = errors::status_for(e);
         if code > 0 {
             // Pingora does not reuse a connection after a failed proxy
             // attempt; say so, or the client will send its next request into
@@ -466,42 +356,14 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.upstream_answered {
-            ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Ok);
+            ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Ok);
         } else if e.is_some_and(|e| e.esource() == &ErrorSource::Upstream)
             && ctx.inflight_on.is_some()
         {
-            ctx.count_attempt(ctx.tried.last().copied(), Outcome3::Error);
+            ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Error);
         }
         ctx.release_inflight();
-        // Release concurrency slots now, not when Pingora drops the context.
-        let limit_label: Cow<'static, str> =
-            match std::mem::replace(&mut ctx.limits, LimitState::None) {
-                LimitState::None => Cow::Borrowed("-"),
-                LimitState::Admitted(verdict) => {
-                    drop::<smallvec::SmallVec<[ConcurrencyGuard; 2]>>(verdict.guards);
-                    Cow::Borrowed("admitted")
-                }
-                LimitState::Rejected(name) => Cow::Owned(format!("rejected:{name}")),
-            };
-        crate::observe::request_done(&self.shared, session, ctx_view(ctx), &limit_label);
-    }
-}
-
-fn ctx_view(ctx: &RequestCtx) -> crate::observe::Done<'_> {
-    let route = ctx.route();
-    crate::observe::Done {
-        request_id: &ctx.request_id,
-        client_ip: ctx.client_ip,
-        route: route.map_or("", |(_, r)| &r.name),
-        upstream: route.map_or("", |(_, r)| r.pool.name()),
-        backend: route.and_then(|(_, r)| {
-            ctx.tried
-                .last()
-                .and_then(|i| r.pool.backends.get(*i))
-                .map(|b| b.addr)
-        }),
-        attempts: ctx.attempts,
-        started: ctx.started,
-        metrics: route.map(|(_, r)| &r.metrics),
+        let limit_label = ctx.finish_limits();
+        crate::observe::request_done(&self.shared, session, ctx.done(), &limit_label);
     }
 }

@@ -1,0 +1,139 @@
+//! What the gateway learns about one request, carried from phase to phase,
+//! and the bookkeeping that goes with it (in-flight counts, attempt
+//! counters, what to record when the request ends).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::filters::FilterContext;
+use crate::gateway::{Gateway, Route};
+use crate::limits::Verdict;
+
+/// How an attempt at a backend ended, for `sluice_upstream_requests_total`.
+#[derive(Clone, Copy)]
+pub(super) enum AttemptOutcome {
+    Ok,
+    ConnectFailure,
+    Error,
+}
+
+/// What the limits decided, kept for the response and the access log.
+pub(super) enum LimitState {
+    /// The route has no limits.
+    None,
+    /// Admitted: the concurrency slots to hold and the `RateLimit` fields to send.
+    Admitted(Verdict),
+    Rejected(Arc<str>),
+}
+
+/// Everything the gateway learns about one request, from phase to phase.
+pub struct RequestCtx {
+    /// The config snapshot this request runs on, start to end.
+    pub(super) gateway: Option<Arc<Gateway>>,
+    pub(super) route: Option<usize>,
+    pub(super) filter_ctx: Option<FilterContext>,
+    pub(super) request_id: Arc<str>,
+    pub(super) peer_ip: Option<IpAddr>,
+    pub(super) client_ip: Option<IpAddr>,
+    /// Backends this request has been sent to, in order.
+    pub(super) tried: Vec<usize>,
+    pub(super) attempts: usize,
+    /// The backend whose in-flight count this request holds.
+    pub(super) inflight_on: Option<usize>,
+    /// The last backend answered with a response header.
+    pub(super) upstream_answered: bool,
+    /// When the current attempt's backend was picked (limiter clock nanos).
+    pub(super) attempt_started: u64,
+    pub(super) limits: LimitState,
+    pub(super) started: Instant,
+}
+
+impl RequestCtx {
+    pub(super) fn route(&self) -> Option<(&Gateway, &Route)> {
+        let gw = self.gateway.as_deref()?;
+        Some((gw, gw.routes.get(self.route?)?))
+    }
+
+    pub(super) fn release_inflight(&mut self) {
+        if let (Some(idx), Some((_, route))) = (self.inflight_on, self.route()) {
+            if let Some(b) = route.pool.backends.get(idx) {
+                b.stats.inflight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.inflight_on = None;
+    }
+
+    /// Counts an attempt's outcome for the backend it went to.
+    pub(super) fn count_attempt(&self, backend: Option<usize>, outcome: AttemptOutcome) {
+        if let (Some(idx), Some((_, route))) = (backend, self.route()) {
+            if let Some(b) = route.pool.backends.get(idx) {
+                match outcome {
+                    AttemptOutcome::Ok => b.metrics.ok.inc(),
+                    AttemptOutcome::ConnectFailure => b.metrics.connect_failure.inc(),
+                    AttemptOutcome::Error => b.metrics.error.inc(),
+                }
+            }
+        }
+    }
+
+    pub(super) fn count_retry(&self) {
+        if let Some((_, route)) = self.route() {
+            route.pool.retries.inc();
+        }
+    }
+
+    pub(super) fn new() -> RequestCtx {
+        RequestCtx {
+            gateway: None,
+            route: None,
+            filter_ctx: None,
+            request_id: Arc::from(""),
+            peer_ip: None,
+            client_ip: None,
+            tried: Vec::new(),
+            attempts: 0,
+            inflight_on: None,
+            upstream_answered: false,
+            attempt_started: 0,
+            limits: LimitState::None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Releases what the limits hold (concurrency slots go back now, not
+    /// when Pingora drops the context) and says what they decided, for the
+    /// access log.
+    pub(super) fn finish_limits(&mut self) -> Cow<'static, str> {
+        match std::mem::replace(&mut self.limits, LimitState::None) {
+            LimitState::None => Cow::Borrowed("-"),
+            LimitState::Admitted(verdict) => {
+                drop(verdict);
+                Cow::Borrowed("admitted")
+            }
+            LimitState::Rejected(name) => Cow::Owned(format!("rejected:{name}")),
+        }
+    }
+
+    /// The parts of the finished request that are recorded.
+    pub(super) fn done(&self) -> crate::observe::Done<'_> {
+        let route = self.route();
+        crate::observe::Done {
+            request_id: &self.request_id,
+            client_ip: self.client_ip,
+            route: route.map_or("", |(_, r)| &r.name),
+            upstream: route.map_or("", |(_, r)| r.pool.name()),
+            backend: route.and_then(|(_, r)| {
+                self.tried
+                    .last()
+                    .and_then(|i| r.pool.backends.get(*i))
+                    .map(|b| b.addr)
+            }),
+            attempts: self.attempts,
+            started: self.started,
+            metrics: route.map(|(_, r)| &r.metrics),
+        }
+    }
+}
