@@ -97,18 +97,8 @@ async fn two_keys_have_independent_budgets() {
     ))
     .await;
     let c = client();
-    let send = |key: &'static str| {
-        let (c, url) = (c.clone(), gw.url("/"));
-        async move {
-            c.get(url)
-                .header("x-api-key", key)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let url = gw.url("/");
+    let send = |key: &'static str| status_with(&c, &url, "x-api-key", key);
     for _ in 0..3 {
         assert_eq!(send("alice").await, 200);
     }
@@ -209,18 +199,8 @@ async fn a_rejection_by_a_later_limit_spends_nothing_of_an_earlier_one() {
     ))
     .await;
     let c = client();
-    let send = |user: &'static str| {
-        let (c, url) = (c.clone(), gw.url("/"));
-        async move {
-            c.get(url)
-                .header("x-user", user)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    };
+    let url = gw.url("/");
+    let send = |user: &'static str| status_with(&c, &url, "x-user", user);
     assert_eq!(send("u1").await, 200);
     for _ in 0..5 {
         assert_eq!(send("u1").await, 429, "strict refuses u1");

@@ -225,6 +225,17 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs `url` with one extra header and returns the status.
+pub async fn status_with(c: &reqwest::Client, url: &str, header: &str, value: &str) -> u16 {
+    c.get(url)
+        .header(header, value)
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// GETs `url` and returns (status, x-backend header).
 pub async fn get_backend(c: &reqwest::Client, url: &str) -> (u16, String) {
     let r = c.get(url).send().await.expect("request");
