@@ -6,6 +6,7 @@
 //! first untrusted hop is the client (the approach of nginx's realip module
 //! with `real_ip_recursive on`, and of MDN's guidance on XFF).
 
+use std::fmt::Write;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -57,13 +58,22 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     hop.rsplit_once(':')?.0.parse().ok()
 }
 
-/// The `X-Forwarded-For` value to send upstream: the incoming chain with the
-/// socket peer appended.
-pub fn append_xff(existing: Option<&[u8]>, peer: IpAddr) -> String {
-    match existing.and_then(|e| std::str::from_utf8(e).ok()) {
-        Some(e) if !e.trim().is_empty() => format!("{}, {peer}", e.trim()),
-        _ => peer.to_string(),
+/// The `X-Forwarded-For` value to send upstream: the incoming chain (every
+/// field, in order) with the socket peer appended.
+pub fn append_xff<'a>(incoming: impl Iterator<Item = &'a [u8]>, peer: IpAddr) -> String {
+    let mut value = String::new();
+    for field in incoming {
+        let Ok(text) = std::str::from_utf8(field) else {
+            continue;
+        };
+        let text = text.trim();
+        if !text.is_empty() {
+            value.push_str(text);
+            value.push_str(", ");
+        }
     }
+    let _ = write!(value, "{peer}");
+    value
 }
 
 /// Sets the forwarding headers of the request sent upstream: `X-Forwarded-For`
@@ -76,9 +86,7 @@ pub fn set_forwarding_headers<'a>(
     trusted_proxies: &[IpNet],
     tls: bool,
 ) -> pingora_core::Result<()> {
-    let chain: Vec<&[u8]> = incoming_xff.collect();
-    let joined = chain.join(&b", "[..]);
-    upstream.insert_header("x-forwarded-for", append_xff(Some(&joined), peer))?;
+    upstream.insert_header("x-forwarded-for", append_xff(incoming_xff, peer))?;
     if !trusted(&peer, trusted_proxies) || !upstream.headers.contains_key("x-forwarded-proto") {
         upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
     }
@@ -170,9 +178,15 @@ mod tests {
 
     #[test]
     fn appends_the_peer() {
-        assert_eq!(append_xff(None, "1.1.1.1".parse().unwrap()), "1.1.1.1");
         assert_eq!(
-            append_xff(Some(b"2.2.2.2"), "1.1.1.1".parse().unwrap()),
+            append_xff(std::iter::empty(), "1.1.1.1".parse().unwrap()),
+            "1.1.1.1"
+        );
+        assert_eq!(
+            append_xff(
+                [b"2.2.2.2".as_slice()].into_iter(),
+                "1.1.1.1".parse().unwrap()
+            ),
             "2.2.2.2, 1.1.1.1"
         );
     }

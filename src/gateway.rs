@@ -91,6 +91,12 @@ impl Gateway {
             .routes
             .iter()
             .filter_map(|spec| {
+                // Each limit with its counters, so the two lists cannot drift apart.
+                let (limits, limit_metrics) = spec
+                    .limits
+                    .iter()
+                    .filter_map(|l| Some((limiters.get(l)?.clone(), metrics.limit(l))))
+                    .unzip();
                 Some(Route {
                     spec: spec.clone(),
                     name: Arc::from(spec.name.as_str()),
@@ -100,17 +106,8 @@ impl Gateway {
                         .iter()
                         .filter_map(|f| config.filters.get(f).cloned())
                         .collect(),
-                    limits: spec
-                        .limits
-                        .iter()
-                        .filter_map(|l| limiters.get(l).cloned())
-                        .collect(),
-                    limit_metrics: spec
-                        .limits
-                        .iter()
-                        .filter(|l| limiters.contains_key(*l))
-                        .map(|l| metrics.limit(l))
-                        .collect(),
+                    limits,
+                    limit_metrics,
                     metrics: metrics.route(&spec.name),
                 })
             })

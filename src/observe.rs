@@ -2,7 +2,6 @@
 //! duration histogram, and the access log line.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use pingora_proxy::Session;
 
@@ -18,14 +17,20 @@ pub struct Done<'a> {
     pub upstream: &'a str,
     pub backend: Option<SocketAddr>,
     pub attempts: usize,
-    pub started: Instant,
+    /// When the request began on the limiter clock; 0 if it never reached
+    /// `request_filter`.
+    pub started_nanos: u64,
     /// The matched route's counters, or none for a request no route took.
     pub metrics: Option<&'a RouteMetrics>,
 }
 
-pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str) {
+/// Records a finished request; `now_nanos` is the limiter clock's reading.
+pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str, now_nanos: u64) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let elapsed = done.started.elapsed();
+    let elapsed = match done.started_nanos {
+        0 => std::time::Duration::ZERO,
+        started => std::time::Duration::from_nanos(now_nanos.saturating_sub(started)),
+    };
     let m = &shared.metrics;
     done.metrics
         .unwrap_or(&m.no_route)

@@ -5,8 +5,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
 
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
@@ -26,7 +25,8 @@ pub(super) enum LimitState {
     None,
     /// Admitted: the concurrency slots to hold and the `RateLimit` fields to send.
     Admitted(Verdict),
-    Rejected(Arc<str>),
+    /// Refused by the named limit.
+    Rejected(&'static str),
 }
 
 /// Everything the gateway learns about one request, from phase to phase.
@@ -48,7 +48,9 @@ pub struct RequestCtx {
     /// When the current attempt's backend was picked (limiter clock nanos).
     pub(super) attempt_started: u64,
     pub(super) limits: LimitState,
-    pub(super) started: Instant,
+    /// When `request_filter` began (limiter clock nanos; 0 until then). The
+    /// one clock read admission, the first attempt and the duration share.
+    pub(super) started: u64,
 }
 
 impl RequestCtx {
@@ -66,9 +68,9 @@ impl RequestCtx {
         self.inflight_on = None;
     }
 
-    /// Counts an attempt's outcome for the backend it went to.
-    pub(super) fn count_attempt(&self, backend: Option<usize>, outcome: AttemptOutcome) {
-        if let (Some(idx), Some((_, route))) = (backend, self.route()) {
+    /// Counts an attempt's outcome for the backend it last went to.
+    pub(super) fn count_attempt(&self, outcome: AttemptOutcome) {
+        if let (Some(&idx), Some((_, route))) = (self.tried.last(), self.route()) {
             if let Some(b) = route.pool.backends.get(idx) {
                 match outcome {
                     AttemptOutcome::Ok => b.metrics.ok.inc(),
@@ -90,7 +92,7 @@ impl RequestCtx {
             gateway: None,
             route: None,
             filter_ctx: None,
-            request_id: Arc::from(""),
+            request_id: no_request_id(),
             peer_ip: None,
             client_ip: None,
             tried: Vec::new(),
@@ -99,7 +101,7 @@ impl RequestCtx {
             upstream_answered: false,
             attempt_started: 0,
             limits: LimitState::None,
-            started: Instant::now(),
+            started: 0,
         }
     }
 
@@ -132,8 +134,15 @@ impl RequestCtx {
                     .map(|b| b.addr)
             }),
             attempts: self.attempts,
-            started: self.started,
+            started_nanos: self.started,
             metrics: route.map(|(_, r)| &r.metrics),
         }
     }
+}
+
+/// The id a context holds before `request_filter` sets the real one: shared,
+/// so that creating a context allocates nothing.
+fn no_request_id() -> Arc<str> {
+    static EMPTY: OnceLock<Arc<str>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
 }

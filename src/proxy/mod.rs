@@ -70,6 +70,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = self.shared.now_nanos();
         let gw = self.shared.load();
         let req = session.req_header();
         ctx.request_id =
@@ -100,35 +101,32 @@ impl ProxyHttp for Proxy {
         ctx.gateway = Some(gw.clone());
         let route = &gw.routes[route_id];
 
-        let mut fctx = FilterContext {
-            request_id: ctx.request_id.clone(),
-            client_ip: ctx.client_ip,
-            route: route.name.clone(),
-            vars: Default::default(),
-        };
-        for filter in &route.filters {
-            if let Flow::Respond(reply) =
-                filter.on_request(session.req_header_mut(), &mut fctx).await
-            {
-                let mut header =
-                    ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
-                for (n, v) in reply.headers {
-                    header.insert_header(n, v)?;
+        if !route.filters.is_empty() {
+            let mut fctx = FilterContext {
+                request_id: ctx.request_id.clone(),
+                client_ip: ctx.client_ip,
+                route: route.name.clone(),
+                vars: Default::default(),
+            };
+            for filter in &route.filters {
+                if let Flow::Respond(reply) =
+                    filter.on_request(session.req_header_mut(), &mut fctx).await
+                {
+                    let mut header =
+                        ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+                    for (n, v) in reply.headers {
+                        header.insert_header(n, v)?;
+                    }
+                    header.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
+                    self.send(session, header, reply.body).await?;
+                    return Ok(true);
                 }
-                header.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
-                self.send(session, header, reply.body).await?;
-                return Ok(true);
             }
+            ctx.filter_ctx = Some(fctx);
         }
-        ctx.filter_ctx = Some(fctx);
 
         if !route.limits.is_empty() {
-            let verdict = admission::check(
-                route,
-                session.req_header(),
-                ctx.client_ip,
-                self.shared.now_nanos(),
-            );
+            let verdict = admission::check(route, session.req_header(), ctx.client_ip, ctx.started);
             if let Outcome::Rejected {
                 index,
                 status,
@@ -136,7 +134,7 @@ impl ProxyHttp for Proxy {
             } = verdict.outcome
             {
                 let name = route.limits[index].name();
-                ctx.limits = LimitState::Rejected(Arc::from(name));
+                ctx.limits = LimitState::Rejected(name);
                 let (header, body) =
                     admission::rejection(&verdict, status, retry_after_secs, name, &ctx.request_id);
                 self.send(session, header, body).await?;
@@ -157,10 +155,14 @@ impl ProxyHttp for Proxy {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route in context");
         };
         let pool = route.pool.clone();
-        let now = self.shared.now_nanos();
-        if ctx.attempts == 0 {
-            pool.budget.record_request(now);
-        }
+        // The first attempt starts when the request did; only retries read
+        // the clock again.
+        let now = if ctx.attempts == 0 {
+            pool.budget.record_request(ctx.started);
+            ctx.started
+        } else {
+            self.shared.now_nanos()
+        };
         let req = session.req_header();
         let input = KeyInput {
             client_ip: ctx.client_ip,
@@ -211,7 +213,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::ConnectFailure);
+        ctx.count_attempt(AttemptOutcome::ConnectFailure);
         ctx.release_inflight();
         let now = self.shared.now_nanos();
         // Nothing was sent, so any method may go to another backend, within
@@ -245,7 +247,7 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Error);
+        ctx.count_attempt(AttemptOutcome::Error);
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
@@ -356,14 +358,15 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if ctx.upstream_answered {
-            ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Ok);
+            ctx.count_attempt(AttemptOutcome::Ok);
         } else if e.is_some_and(|e| e.esource() == &ErrorSource::Upstream)
             && ctx.inflight_on.is_some()
         {
-            ctx.count_attempt(ctx.tried.last().copied(), AttemptOutcome::Error);
+            ctx.count_attempt(AttemptOutcome::Error);
         }
         ctx.release_inflight();
         let limit_label = ctx.finish_limits();
-        crate::observe::request_done(&self.shared, session, ctx.done(), &limit_label);
+        let now = self.shared.now_nanos();
+        crate::observe::request_done(&self.shared, session, ctx.done(), &limit_label, now);
     }
 }

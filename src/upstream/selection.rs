@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use pingora_ketama::{Bucket, Continuum};
 use rand::Rng;
+use smallvec::SmallVec;
 
 use crate::config::Balance;
 
@@ -115,7 +116,7 @@ impl Selector {
                 Some(b)
             }
             Selector::Random => {
-                let weights: Vec<(usize, f64)> = (0..n)
+                let weights: SmallVec<[(usize, f64); 16]> = (0..n)
                     .filter(|i| eligible(*i))
                     .map(|i| (i, load(i).weight))
                     .collect();
@@ -148,7 +149,7 @@ impl Selector {
                 None
             }
             Selector::LeastConn => {
-                let mut best: Vec<usize> = Vec::new();
+                let mut best: SmallVec<[usize; 16]> = SmallVec::new();
                 let mut best_score = f64::INFINITY;
                 for i in (0..n).filter(|i| eligible(*i)) {
                     let l = load(i);
@@ -168,7 +169,7 @@ impl Selector {
                 }
             }
             Selector::LoadAware => {
-                let candidates: Vec<usize> = (0..n).filter(|i| eligible(*i)).collect();
+                let candidates: SmallVec<[usize; 16]> = (0..n).filter(|i| eligible(*i)).collect();
                 match candidates.len() {
                     0 => None,
                     1 => Some(candidates[0]),
