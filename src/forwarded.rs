@@ -9,8 +9,10 @@
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora_http::RequestHeader;
+use smallvec::SmallVec;
 
 fn trusted(ip: &IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(ip))
@@ -60,21 +62,65 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// The `X-Forwarded-For` value to send upstream: the incoming chain (every
 /// field, in order) with the socket peer appended.
-pub fn append_xff<'a>(incoming: impl Iterator<Item = &'a [u8]>, peer: IpAddr) -> String {
-    let mut value = String::new();
+pub fn append_xff<'a>(incoming: impl Iterator<Item = &'a [u8]>, peer: IpAddr) -> HeaderValue {
+    let mut value = SmallVec::<[u8; 64]>::new();
     for field in incoming {
-        let Ok(text) = std::str::from_utf8(field) else {
+        if std::str::from_utf8(field).is_err() {
             continue;
-        };
-        let text = text.trim();
+        }
+        let text = field.trim_ascii();
         if !text.is_empty() {
-            value.push_str(text);
-            value.push_str(", ");
+            value.extend_from_slice(text);
+            value.extend_from_slice(b", ");
         }
     }
-    let _ = write!(value, "{peer}");
-    value
+    push_ip(&mut value, peer);
+    // The incoming fields were valid header values and an address is ASCII,
+    // so this holds; if not, the peer alone still is.
+    HeaderValue::from_bytes(&value).unwrap_or_else(|_| {
+        let mut alone = SmallVec::<[u8; 64]>::new();
+        push_ip(&mut alone, peer);
+        HeaderValue::from_bytes(&alone).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    })
 }
+
+/// Writes an address as `Display` would; IPv4, the common case, without the
+/// formatting machinery.
+fn push_ip(out: &mut SmallVec<[u8; 64]>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => {
+            struct W<'a>(&'a mut SmallVec<[u8; 64]>);
+            impl Write for W<'_> {
+                fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                    self.0.extend_from_slice(s.as_bytes());
+                    Ok(())
+                }
+            }
+            let _ = write!(W(out), "{v6}");
+        }
+    }
+}
+
+/// Header names for lookups, built once instead of parsed per request.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+const HTTP: HeaderValue = HeaderValue::from_static("http");
+const HTTPS: HeaderValue = HeaderValue::from_static("https");
 
 /// Sets the forwarding headers of the request sent upstream: `X-Forwarded-For`
 /// is the incoming chain with the socket peer appended; `X-Forwarded-Proto` is
@@ -87,8 +133,8 @@ pub fn set_forwarding_headers<'a>(
     tls: bool,
 ) -> pingora_core::Result<()> {
     upstream.insert_header("x-forwarded-for", append_xff(incoming_xff, peer))?;
-    if !trusted(&peer, trusted_proxies) || !upstream.headers.contains_key("x-forwarded-proto") {
-        upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    if !trusted(&peer, trusted_proxies) || !upstream.headers.contains_key(X_FORWARDED_PROTO) {
+        upstream.insert_header("x-forwarded-proto", if tls { HTTPS } else { HTTP })?;
     }
     Ok(())
 }
@@ -176,12 +222,32 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_peer_is_written_as_display_writes_it(v4: [u8; 4], v6: [u16; 8]) {
+            for ip in [IpAddr::from(v4), IpAddr::from(v6)] {
+                let written = append_xff(std::iter::empty(), ip);
+                proptest::prop_assert_eq!(written.to_str().unwrap(), ip.to_string());
+            }
+        }
+    }
+
     #[test]
     fn appends_the_peer() {
         assert_eq!(
             append_xff(std::iter::empty(), "1.1.1.1".parse().unwrap()),
             "1.1.1.1"
         );
+        for ip in [
+            "0.0.0.0",
+            "10.20.30.40",
+            "255.255.255.255",
+            "192.168.0.9",
+            "::1",
+            "2001:db8::7:1",
+        ] {
+            assert_eq!(append_xff(std::iter::empty(), ip.parse().unwrap()), ip);
+        }
         assert_eq!(
             append_xff(
                 [b"2.2.2.2".as_slice()].into_iter(),

@@ -5,11 +5,14 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
+use crate::request_id::RequestId;
 
 /// How an attempt at a backend ended, for `sluice_upstream_requests_total`.
 #[derive(Clone, Copy)]
@@ -35,11 +38,11 @@ pub struct RequestCtx {
     pub(super) gateway: Option<Arc<Gateway>>,
     pub(super) route: Option<usize>,
     pub(super) filter_ctx: Option<FilterContext>,
-    pub(super) request_id: Arc<str>,
+    pub(super) request_id: RequestId,
     pub(super) peer_ip: Option<IpAddr>,
     pub(super) client_ip: Option<IpAddr>,
     /// Backends this request has been sent to, in order.
-    pub(super) tried: Vec<usize>,
+    pub(super) tried: SmallVec<[usize; 4]>,
     pub(super) attempts: usize,
     /// The backend whose in-flight count this request holds.
     pub(super) inflight_on: Option<usize>,
@@ -92,10 +95,10 @@ impl RequestCtx {
             gateway: None,
             route: None,
             filter_ctx: None,
-            request_id: no_request_id(),
+            request_id: RequestId::none(),
             peer_ip: None,
             client_ip: None,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             attempts: 0,
             inflight_on: None,
             upstream_answered: false,
@@ -123,7 +126,7 @@ impl RequestCtx {
     pub(super) fn done(&self) -> crate::observe::Done<'_> {
         let route = self.route();
         crate::observe::Done {
-            request_id: &self.request_id,
+            request_id: self.request_id.as_str(),
             client_ip: self.client_ip,
             route: route.map_or("", |(_, r)| &r.name),
             upstream: route.map_or("", |(_, r)| r.pool.name()),
@@ -138,11 +141,4 @@ impl RequestCtx {
             metrics: route.map(|(_, r)| &r.metrics),
         }
     }
-}
-
-/// The id a context holds before `request_filter` sets the real one: shared,
-/// so that creating a context allocates nothing.
-fn no_request_id() -> Arc<str> {
-    static EMPTY: OnceLock<Arc<str>> = OnceLock::new();
-    EMPTY.get_or_init(|| Arc::from("")).clone()
 }

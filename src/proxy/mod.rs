@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
+use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -20,11 +21,11 @@ use crate::admission;
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
-use crate::forwarded;
+use crate::forwarded::{self, X_FORWARDED_FOR};
 use crate::gateway::Shared;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
-use crate::request_id;
+use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::upstream::{Attempt, Pick};
 
 pub use ctx::RequestCtx;
@@ -69,12 +70,16 @@ impl ProxyHttp for Proxy {
         RequestCtx::new()
     }
 
+    /// sluice does not compress responses, so it does not carry Pingora's
+    /// (disabled) compression module, which costs an allocation and a
+    /// filter call per request.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = self.shared.now_nanos();
         let gw = self.shared.load();
         let req = session.req_header();
-        ctx.request_id =
-            request_id::keep_or_generate(req.headers.get("x-request-id").map(|v| v.as_bytes()));
+        ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -82,7 +87,7 @@ impl ProxyHttp for Proxy {
         ctx.client_ip = forwarded::client_ip(
             ctx.peer_ip,
             req.headers
-                .get_all("x-forwarded-for")
+                .get_all(X_FORWARDED_FOR)
                 .iter()
                 .map(|v| v.as_bytes()),
             &gw.config.trusted_proxies,
@@ -93,7 +98,7 @@ impl ProxyHttp for Proxy {
             .and_then(|h| h.to_str().ok())
             .or_else(|| req.uri.host());
         let Some(route_id) = gw.router.find(host, req.uri.path(), &req.method) else {
-            self.send_error(session, GatewayError::NoRoute, &ctx.request_id)
+            self.send_error(session, GatewayError::NoRoute, ctx.request_id.as_str())
                 .await?;
             return Ok(true);
         };
@@ -103,7 +108,7 @@ impl ProxyHttp for Proxy {
 
         if !route.filters.is_empty() {
             let mut fctx = FilterContext {
-                request_id: ctx.request_id.clone(),
+                request_id: Arc::from(ctx.request_id.as_str()),
                 client_ip: ctx.client_ip,
                 route: route.name.clone(),
                 vars: Default::default(),
@@ -135,8 +140,13 @@ impl ProxyHttp for Proxy {
             {
                 let name = route.limits[index].name();
                 ctx.limits = LimitState::Rejected(name);
-                let (header, body) =
-                    admission::rejection(&verdict, status, retry_after_secs, name, &ctx.request_id);
+                let (header, body) = admission::rejection(
+                    &verdict,
+                    status,
+                    retry_after_secs,
+                    name,
+                    ctx.request_id.as_str(),
+                );
                 self.send(session, header, body).await?;
                 return Ok(true);
             }
@@ -278,7 +288,7 @@ impl ProxyHttp for Proxy {
             }
         }
         if let Some(peer) = ctx.peer_ip {
-            let incoming = session.req_header().headers.get_all("x-forwarded-for");
+            let incoming = session.req_header().headers.get_all(X_FORWARDED_FOR);
             let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             forwarded::set_forwarding_headers(
                 upstream_request,
@@ -288,7 +298,12 @@ impl ProxyHttp for Proxy {
                 tls,
             )?;
         }
-        upstream_request.insert_header("x-request-id", &*ctx.request_id)?;
+        // A kept id is usually still in the copied request headers (unless a
+        // filter took it out): a lookup is far cheaper than an insert.
+        let id = ctx.request_id.header_value();
+        if !ctx.request_id.from_client() || upstream_request.headers.get(X_REQUEST_ID) != Some(id) {
+            upstream_request.insert_header("x-request-id", id)?;
+        }
         if let Some(fctx) = &ctx.filter_ctx {
             for filter in &route.filters {
                 filter.on_upstream_request(upstream_request, fctx);
@@ -340,7 +355,7 @@ impl ProxyHttp for Proxy {
             // a closing socket.
             session.set_keepalive(None);
             let err = GatewayError::from_status(code);
-            let (header, body) = errors::response(code, err.message(), &ctx.request_id);
+            let (header, body) = errors::response(code, err.message(), ctx.request_id.as_str());
             if let Err(write_err) = self.send(session, header, body).await {
                 log::debug!("could not send error response: {write_err}");
             }
