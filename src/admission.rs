@@ -3,6 +3,7 @@
 //! Kept out of the `ProxyHttp` impl so that the proxy stays glue.
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
 use smallvec::SmallVec;
 
@@ -82,7 +83,10 @@ pub fn rejection(
 /// Adds `RateLimit-Policy` and `RateLimit` when an enforced limit applies.
 pub fn add_ratelimit_fields(header: &mut ResponseHeader, verdict: &Verdict) {
     if let Some(policy) = verdict.policy_header() {
-        let _ = header.insert_header("ratelimit-policy", policy);
+        // Rendered once per limit: sent without a copy.
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(policy.as_bytes())) {
+            let _ = header.insert_header("ratelimit-policy", v);
+        }
     }
     if let Some(state) = verdict.ratelimit_header() {
         let _ = header.insert_header("ratelimit", state);

@@ -12,7 +12,6 @@
 //! few numbers and can be tested byte for byte.
 
 use std::collections::HashSet;
-use std::fmt::Write;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// The quota unit (`qu`); `Requests` is the draft's default and is not sent.
@@ -56,6 +55,9 @@ pub struct RateLimitInfo {
     pub remaining: u64,
     /// `t`, absent when unknown (concurrency).
     pub reset_secs: Option<u64>,
+    /// The whole `RateLimit-Policy` value, rendered once per limit with
+    /// [`render_policy`] (it depends on nothing a request changes).
+    pub policy: &'static str,
 }
 
 /// RFC 9651 §3.3.1: an Integer has at most 15 digits.
@@ -87,8 +89,10 @@ pub fn render_ratelimit(info: &RateLimitInfo) -> String {
 }
 
 fn push_param(out: &mut String, key: &str, value: u64) {
-    // Writing to a String cannot fail.
-    let _ = write!(out, ";{key}={}", value.min(SF_INTEGER_MAX));
+    out.push(';');
+    out.push_str(key);
+    out.push('=');
+    out.push_str(itoa::Buffer::new().format(value.min(SF_INTEGER_MAX)));
 }
 
 /// RFC 9651 §3.3.3: a String is printable ASCII in quotes, with `"` and `\`
@@ -96,6 +100,14 @@ fn push_param(out: &mut String, key: &str, value: u64) {
 /// else is replaced rather than allowed to make the whole field invalid.
 fn push_sf_string(out: &mut String, s: &str) {
     out.push('"');
+    if s.bytes()
+        .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    {
+        // The usual case: nothing to escape or replace.
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' | '\\' => {
@@ -126,6 +138,7 @@ mod tests {
             unit: QuotaUnit::Requests,
             remaining: 0,
             reset_secs: Some(1),
+            policy: "",
         }
     }
 

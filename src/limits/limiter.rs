@@ -2,7 +2,7 @@
 //! shares (key hashing, missing keys, the policy advertised in headers).
 
 use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
-use super::headers::{ceil_secs, intern, QuotaUnit, RateLimitInfo};
+use super::headers::{ceil_secs, intern, render_policy, QuotaUnit, RateLimitInfo};
 use super::sliding_window::SlidingWindow;
 use super::spec::{Algorithm, LimitSpec, OnMissing};
 use super::store::CounterStore;
@@ -17,6 +17,8 @@ pub struct Limiter {
     kind: Kind,
     /// `q`, `w` and `qu` of the policy, fixed by the spec.
     policy: (u64, Option<u64>, QuotaUnit),
+    /// The `RateLimit-Policy` value those make, rendered once.
+    policy_field: &'static str,
 }
 
 enum Kind {
@@ -50,8 +52,20 @@ impl Limiter {
             ),
             Kind::Concurrency(c) => (c.max(), None, QuotaUnit::ConcurrentRequests),
         };
+        let name = intern(&spec.name);
+        let (quota, window_secs, unit) = policy;
+        let policy_field = intern(&render_policy(&RateLimitInfo {
+            name,
+            quota,
+            window_secs,
+            unit,
+            remaining: 0,
+            reset_secs: None,
+            policy: "",
+        }));
         Limiter {
-            name: intern(&spec.name),
+            name,
+            policy_field,
             spec,
             hasher: ahash::RandomState::new(),
             kind,
@@ -159,6 +173,7 @@ impl Limiter {
             unit,
             remaining: status.remaining,
             reset_secs,
+            policy: self.policy_field,
         }
     }
 }

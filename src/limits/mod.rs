@@ -134,8 +134,8 @@ impl Verdict {
     }
 
     /// The `RateLimit-Policy` field value.
-    pub fn policy_header(&self) -> Option<String> {
-        self.ratelimit.as_ref().map(render_policy)
+    pub fn policy_header(&self) -> Option<&'static str> {
+        self.ratelimit.as_ref().map(|info| info.policy)
     }
 
     fn rejected(
