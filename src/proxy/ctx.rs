@@ -56,6 +56,16 @@ pub struct RequestCtx {
     pub(super) started: u64,
 }
 
+/// A request whose task ends early (a panic in a filter hook unwinds through
+/// the connection's task, past `logging`) still gives back the backend's
+/// in-flight count, or least_conn and load_aware would steer around that
+/// backend forever. Idempotent: `logging` has usually released it already.
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        self.release_inflight();
+    }
+}
+
 impl RequestCtx {
     pub(super) fn route(&self) -> Option<(&Gateway, &Route)> {
         let gw = self.gateway.as_deref()?;

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +59,47 @@ impl Gateway {
     }
 
     pub async fn start_with_listen(sections: &str, listen: Option<String>) -> Gateway {
+        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_sluice")), sections, listen).await
+    }
+
+    /// Starts an example binary that runs `sluice::cli::run` (Cargo builds
+    /// examples as binaries for `cargo test` and `cargo test --examples`).
+    pub async fn start_example(name: &str, sections: &str) -> Gateway {
+        let exe = std::env::current_exe().unwrap();
+        // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("examples")
+            .join(name);
+        // Cargo rebuilds the sluice library for every integration test run
+        // but builds examples only for `cargo test` without target filters:
+        // an example older than the newest library build is from older sources.
+        let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let deps = exe.parent().unwrap();
+        let newest_lib = std::fs::read_dir(deps)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libsluice-") && n.ends_with(".rlib"))
+            })
+            .filter_map(|p| built(&p))
+            .max();
+        let example = built(&bin);
+        assert!(
+            example.is_some() && example >= newest_lib,
+            "{} is missing or older than the sluice library: build it with \
+             `cargo build --example {name}` (plain `cargo test` and scripts/test.sh \
+             build every example)",
+            bin.display()
+        );
+        Self::start_binary(&bin, sections, None).await
+    }
+
+    async fn start_binary(bin: &Path, sections: &str, listen: Option<String>) -> Gateway {
         let mut last_err = String::new();
         // A reserved port can be taken by someone else before the gateway
         // binds it; try a few fresh ones.
@@ -78,7 +119,7 @@ impl Gateway {
             let conf = dir.path().join("gateway.yaml");
             std::fs::write(&conf, &text).unwrap();
             let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            let child = Command::new(bin)
                 .arg("-c")
                 .arg(&conf)
                 .env(
@@ -197,6 +238,11 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the gateway process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
