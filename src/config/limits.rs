@@ -6,6 +6,12 @@ use super::node::{Errors, Node};
 use crate::keys::KeySpec;
 use crate::limits::{Algorithm, LimitSpec, OnMissing, DEFAULT_MAX_KEYS};
 
+/// A sliding window's count-min sketches are sized from `max_keys` up front
+/// (256 bytes per key) and zeroed whole at each window change: beyond this,
+/// a config that validates could be killed for its memory, or stall a worker
+/// for tens of milliseconds per window.
+const SLIDING_WINDOW_MAX_KEYS: u64 = 1_000_000;
+
 const COMMON: &[&str] = &[
     "algorithm",
     "key",
@@ -126,6 +132,23 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
     };
     let max_keys = match field("max_keys") {
         None => Some(DEFAULT_MAX_KEYS),
+        Some(k)
+            if algorithm_name == "sliding_window"
+                && k.value
+                    .as_u64()
+                    .is_some_and(|v| v > SLIDING_WINDOW_MAX_KEYS) =>
+        {
+            // A bare range error would not say why this bound is lower.
+            errs.push(
+                k.path(),
+                format!(
+                    "at most {SLIDING_WINDOW_MAX_KEYS} for a sliding_window: its counters take \
+                     256 bytes per key (256 MB at the most), allocated when the config loads \
+                     and zeroed at every window change"
+                ),
+            );
+            None
+        }
         Some(k) => k.uint(errs, 1, 100_000_000).map(|k| k as usize),
     };
     Some(LimitSpec {

@@ -188,6 +188,39 @@ fn duplicate_and_shadowed_routes_are_reported() {
 }
 
 #[test]
+fn a_sliding_window_cannot_ask_for_more_memory_than_it_can_zero() {
+    // 100 million keys validated once and, at its first window change,
+    // zeroed 12.8 GB and got the gateway killed for its memory.
+    let yaml = |algorithm: &str, max_keys: u64| {
+        let settings = match algorithm {
+            "sliding_window" => "limit: 10, window: 1s",
+            _ => "capacity: 10, fill_rate: 1",
+        };
+        format!(
+            "listen: [127.0.0.1:1]\nupstreams:\n  u: {{ backends: [127.0.0.1:2] }}\n\
+             limits:\n  l: {{ algorithm: {algorithm}, {settings}, max_keys: {max_keys} }}\n\
+             routes:\n  - {{ upstream: u, limits: [l] }}\n"
+        )
+    };
+    let errs = errors(&yaml("sliding_window", 100_000_000));
+    assert!(
+        errs.iter().any(|e| e
+            .starts_with("limits.l.max_keys: at most 1000000 for a sliding_window")
+            && e.contains("256 bytes per key")),
+        "{errs:?}"
+    );
+    assert_eq!(
+        errors(&yaml("sliding_window", 1_000_000)),
+        Vec::<String>::new()
+    );
+    // A token bucket's memory grows with the keys it sees, not with max_keys.
+    assert_eq!(
+        errors(&yaml("token_bucket", 100_000_000)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn hostile_values_do_not_panic() {
     for yaml in [
         "",
