@@ -9,6 +9,10 @@ sluice_setup
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 
+# tests/panics.rs runs examples/panicking_filter as the gateway, so the examples
+# must exist as programs; `cargo test --examples` builds them as test harnesses.
+cargo build --examples
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --lib --bins --tests --examples 2>&1 | tee "$log"

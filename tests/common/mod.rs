@@ -62,8 +62,9 @@ impl Gateway {
         Self::start_binary(Path::new(env!("CARGO_BIN_EXE_sluice")), sections, listen).await
     }
 
-    /// Starts an example binary that runs `sluice::cli::run` (Cargo builds
-    /// examples as binaries for `cargo test` and `cargo test --examples`).
+    /// Starts an example binary that runs `sluice::cli::run`, as
+    /// `cargo build --examples` leaves it (scripts/test.sh builds them first;
+    /// `cargo test --examples` alone builds examples as test harnesses).
     pub async fn start_example(name: &str, sections: &str) -> Gateway {
         let exe = std::env::current_exe().unwrap();
         // target/<profile>/deps/<test> -> target/<profile>/examples/<name>
@@ -92,8 +93,7 @@ impl Gateway {
         assert!(
             example.is_some() && example >= newest_lib,
             "{} is missing or older than the sluice library: build it with \
-             `cargo build --example {name}` (plain `cargo test` and scripts/test.sh \
-             build every example)",
+             `cargo build --example {name}` (scripts/test.sh does)",
             bin.display()
         );
         Self::start_binary(&bin, sections, None).await
