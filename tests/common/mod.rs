@@ -162,12 +162,47 @@ impl Gateway {
             let proxy_ok = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok();
-            if admin_ok && proxy_ok {
+            // Something answering on the ports is not enough: a test running
+            // alongside may have been handed the same free port and bound it
+            // first, and then this gateway is about to exit with "in use".
+            if admin_ok
+                && proxy_ok
+                && self.listens_on(self.port)
+                && self.listens_on(self.admin_port)
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         false
+    }
+
+    /// Whether this gateway's process holds a socket listening on `port`
+    /// (Linux: /proc/net/tcp{,6} for the listener's inode, the process's fds
+    /// for the inode).
+    fn listens_on(&self, port: u16) -> bool {
+        let mut inodes = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                // local_address is ADDR:PORT in hex; state 0A is LISTEN.
+                let local_port = f
+                    .get(1)
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+                if local_port == Some(port) && f.get(3) == Some(&"0A") {
+                    if let Some(inode) = f.get(9) {
+                        inodes.push(format!("socket:[{inode}]"));
+                    }
+                }
+            }
+        }
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else {
+            return false;
+        };
+        fds.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
     }
 
     /// Rewrites the config file with new gateway sections (same listeners),
