@@ -14,6 +14,7 @@ pub enum GatewayError {
     UpstreamUnreachable,
     UpstreamTimeout,
     BadRequest,
+    HeaderTooLarge,
     Internal,
 }
 
@@ -25,6 +26,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable => 502,
             GatewayError::UpstreamTimeout => 504,
             GatewayError::BadRequest => 400,
+            GatewayError::HeaderTooLarge => 431,
             GatewayError::Internal => 500,
         }
     }
@@ -36,6 +38,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable => "could not reach a backend",
             GatewayError::UpstreamTimeout => "the backend did not answer in time",
             GatewayError::BadRequest => "bad request",
+            GatewayError::HeaderTooLarge => "request header fields too large",
             GatewayError::Internal => "internal error",
         }
     }
@@ -47,6 +50,7 @@ impl GatewayError {
             503 => GatewayError::NoHealthyBackend,
             502 => GatewayError::UpstreamUnreachable,
             504 => GatewayError::UpstreamTimeout,
+            431 => GatewayError::HeaderTooLarge,
             400..=499 => GatewayError::BadRequest,
             _ => GatewayError::Internal,
         }

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod filters;
 pub mod forwarded;
 pub mod gateway;
+pub mod header_size;
 pub mod keys;
 pub mod lifecycle;
 pub mod limits;

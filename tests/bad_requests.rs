@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{client, echo, Gateway};
@@ -110,4 +111,44 @@ async fn malformed_requests_get_an_error_and_the_gateway_serves_on() {
         assert_eq!(r.status(), 200);
     }
     assert!(gw.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_block_past_the_limit_is_refused_with_431() {
+    let (a, e) = echo("a").await;
+    let gw = Gateway::start(&format!(
+        "max_request_header_size: 4096\nupstreams:\n  up:\n    backends: [{a}]\nroutes:\n  - upstream: up\n"
+    ))
+    .await;
+    let c = client();
+    let send = |size: usize| {
+        c.get(gw.url("/"))
+            .header("x-padding", "p".repeat(size))
+            .send()
+    };
+    assert_eq!(send(3000).await.unwrap().status(), 200);
+    let served = e.control.served.load(Ordering::Relaxed);
+    let r = send(5000).await.unwrap();
+    assert_eq!(r.status(), 431);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "request header fields too large");
+    assert!(!body["request_id"].as_str().unwrap().is_empty());
+    assert_eq!(
+        e.control.served.load(Ordering::Relaxed),
+        served,
+        "the refused request reached the backend"
+    );
+
+    // The default is 64 KiB.
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  up:\n    backends: [{a}]\nroutes:\n  - upstream: up\n"
+    ))
+    .await;
+    let big = c
+        .get(gw.url("/"))
+        .header("x-padding", "p".repeat(100 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 431);
 }

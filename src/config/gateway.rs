@@ -12,6 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::model::{AccessLogFormat, AccessLogSpec, Config, ListenerSpec, TlsSpec};
 use super::node::{Errors, Node};
 use crate::filters::{Filter, Registry};
+use crate::header_size::{DEFAULT_MAX_REQUEST_HEADER_SIZE, MAX_REQUEST_HEADER_SIZE};
 
 pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option<Config> {
     let root_value = Value::Mapping(top.clone());
@@ -41,6 +42,10 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
     let trusted_proxies = field("trusted_proxies")
         .map(|n| trusted(&n, errs))
         .unwrap_or_default();
+    let max_request_header_size = match field("max_request_header_size") {
+        None => Some(DEFAULT_MAX_REQUEST_HEADER_SIZE),
+        Some(n) => n.uint(errs, 1024, MAX_REQUEST_HEADER_SIZE),
+    };
     let access_log = field("access_log").and_then(|n| access_log(&n, errs));
     let upstreams = field("upstreams")
         .map(|n| super::upstreams::validate(&n, errs))
@@ -116,6 +121,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         listeners,
         admin,
         trusted_proxies,
+        max_request_header_size: max_request_header_size? as usize,
         upstreams,
         limits,
         filters,

@@ -27,6 +27,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "listen",
     "admin",
     "trusted_proxies",
+    "max_request_header_size",
     "upstreams",
     "limits",
     "routes",

@@ -19,6 +19,8 @@ pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     pub admin: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Largest request line and header fields accepted, in bytes (431 past it).
+    pub max_request_header_size: usize,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub limits: BTreeMap<String, LimitSpec>,
     /// Filter instances by the name routes use.

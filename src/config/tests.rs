@@ -221,6 +221,34 @@ fn a_sliding_window_cannot_ask_for_more_memory_than_it_can_zero() {
 }
 
 #[test]
+fn max_request_header_size_has_a_default_and_bounds() {
+    let base = "listen: [127.0.0.1:1]\nupstreams:\n  u: { backends: [127.0.0.1:2] }\nroutes:\n  - { upstream: u }\n";
+    let loaded = load(base, &Registry::builtin()).ok().unwrap();
+    assert_eq!(loaded.gateway.max_request_header_size, 64 * 1024);
+    let loaded = load(
+        &format!("max_request_header_size: 8192\n{base}"),
+        &Registry::builtin(),
+    )
+    .ok()
+    .unwrap();
+    assert_eq!(loaded.gateway.max_request_header_size, 8192);
+    for (value, message) in [
+        ("100", "max_request_header_size: must be at least 1024"),
+        (
+            "2000000",
+            "max_request_header_size: must be at most 1048575",
+        ),
+        ("64k", "max_request_header_size: expected a whole number"),
+    ] {
+        let errs = errors(&format!("max_request_header_size: {value}\n{base}"));
+        assert!(
+            errs.iter().any(|e| e.starts_with(message)),
+            "{value}: {errs:?}"
+        );
+    }
+}
+
+#[test]
 fn hostile_values_do_not_panic() {
     for yaml in [
         "",

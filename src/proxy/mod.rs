@@ -23,6 +23,7 @@ use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
 use crate::forwarded::{self, X_FORWARDED_FOR};
 use crate::gateway::Shared;
+use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
 use crate::request_id::{RequestId, X_REQUEST_ID};
@@ -80,6 +81,15 @@ impl ProxyHttp for Proxy {
         let gw = self.shared.load();
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
+        if header_size::wire_size(req) > gw.config.max_request_header_size {
+            self.send_error(
+                session,
+                GatewayError::HeaderTooLarge,
+                ctx.request_id.as_str(),
+            )
+            .await?;
+            return Ok(true);
+        }
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
