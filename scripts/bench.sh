@@ -145,15 +145,7 @@ check() {
     die "$name did not answer $want at $url within 20 s (last status: ${code:-none})"
 }
 
-# render TEMPLATE OUT KEY=VALUE...: replaces every @KEY@ in TEMPLATE.
-render() {
-    local template=$1 out=$2 kv
-    shift 2
-    local args=()
-    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-    sed "${args[@]}" "$template" >"$out"
-    if grep -q '@[A-Z0-9_]*@' "$out"; then die "unfilled placeholder in $out"; fi
-}
+source "$HERE/render.sh"
 
 # --- backends ---------------------------------------------------------------------
 mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 15)

@@ -57,13 +57,7 @@ wait_for() {
     die "nothing answered 200 at $1 within 60 s"
 }
 
-render() { # TEMPLATE OUT KEY=VALUE...
-    local template=$1 out=$2 kv args=()
-    shift 2
-    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-    sed "${args[@]}" "$template" >"$out"
-    if grep -q '@[A-Z0-9_]*@' "$out"; then die "unfilled placeholder in $out"; fi
-}
+source "$HERE/render.sh"
 
 mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 5)
 B1=127.0.0.1:${PORTS[0]}
