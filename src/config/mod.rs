@@ -11,6 +11,7 @@ mod gateway;
 mod limits;
 mod model;
 mod node;
+mod redis;
 mod routes;
 mod upstreams;
 
@@ -33,6 +34,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "routes",
     "filters",
     "access_log",
+    "redis",
 ];
 
 /// A loaded file: Pingora's server settings and the gateway's.

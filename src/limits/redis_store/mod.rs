@@ -1,0 +1,336 @@
+//! The shared store: limits counted in Redis, so that every gateway pointing
+//! at it enforces one limit together instead of one each.
+//!
+//! # Shape
+//! [`RedisStore`] is one per `redis:` section. It owns a small thread with its
+//! own Tokio runtime where the connections live and where everything that no
+//! request waits for runs: connecting, probing an open circuit, giving back
+//! tokens and leases, renewing leases. Requests only send a script over an
+//! existing multiplexed connection and wait for its reply, at most
+//! `decision_timeout`. The thread starts on first use, not when the config is
+//! built: the config is built before Pingora daemonizes, and a thread started
+//! then would not survive the fork.
+//!
+//! # Failure
+//! Every error or timeout is counted; three in a row open the
+//! [circuit](circuit), after which decisions skip the store at once (each
+//! limit's `on_store_error` decides) until the store's thread sees Redis
+//! answer again. An episode is logged once when it starts and once when it
+//! ends. A decision that timed out may still have been counted by Redis when
+//! it gets there: that errs towards refusing, and a concurrency lease taken
+//! that way is removed straight after (or expires with its TTL).
+//!
+//! [`RemoteLimit`] is the per-limit half: which script, its arguments, the
+//! local deny cache, and how a reply reads as a [`KeyStatus`](super::KeyStatus).
+
+mod circuit;
+mod conn;
+pub mod keys;
+mod lease;
+mod limit;
+pub mod scripts;
+mod task;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use prometheus::{Histogram, IntCounter};
+use redis::{Script, Value};
+
+pub use circuit::Circuit;
+pub use lease::Lease;
+pub use limit::{RemoteLimit, RemoteOutcome, Undo};
+
+use conn::Conn;
+
+/// The validated `redis:` section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisSpec {
+    pub nodes: RedisNodes,
+    /// The longest a request waits for the store.
+    pub decision_timeout: Duration,
+    /// Gateways sharing the limits: a local fallback enforces `1/instances`.
+    pub instances: u32,
+    /// Multiplexed connections to a single node.
+    pub connections: usize,
+    /// First part of every key, so deployments can share one Redis.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RedisNodes {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_millis(5);
+pub const DEFAULT_CONNECTIONS: usize = 2;
+pub const DEFAULT_PREFIX: &str = "sluice";
+
+/// Counters the store reports to `/metrics`.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    pub timeouts: IntCounter,
+    pub errors: IntCounter,
+    /// Seconds from sending a decision to its reply.
+    pub duration: Histogram,
+}
+
+/// Why the store gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFailure {
+    /// The circuit is open or no connection exists yet: not asked.
+    Unavailable,
+    Timeout,
+    Error(String),
+}
+
+/// The scripts, hashed once.
+struct Scripts {
+    token_bucket: Script,
+    sliding_window: Script,
+    concurrency: Script,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Which {
+    TokenBucket,
+    SlidingWindow,
+    Concurrency,
+}
+
+/// One script call, owned, for the background task.
+pub struct Call {
+    pub which: Which,
+    pub key: String,
+    pub args: Vec<String>,
+    /// The connection a related call used, to keep the two in order.
+    pub conn: Option<usize>,
+}
+
+pub struct RedisStore {
+    spec: RedisSpec,
+    metrics: StoreMetrics,
+    circuit: Circuit,
+    conns: ArcSwapOption<Vec<Conn>>,
+    next_conn: AtomicUsize,
+    runner: OnceLock<task::Runner>,
+    last_error: Mutex<Option<String>>,
+    scripts: Scripts,
+    /// Makes lease ids unique across gateways and restarts.
+    instance: String,
+    lease_seq: AtomicU64,
+    leases: lease::Held,
+}
+
+impl RedisStore {
+    /// A store for `spec`. Opens nothing: see the module doc.
+    pub fn new(spec: RedisSpec, metrics: StoreMetrics) -> Arc<RedisStore> {
+        Arc::new(RedisStore {
+            spec,
+            metrics,
+            circuit: Circuit::new_open(),
+            conns: ArcSwapOption::empty(),
+            next_conn: AtomicUsize::new(0),
+            runner: OnceLock::new(),
+            last_error: Mutex::new(None),
+            scripts: Scripts {
+                token_bucket: Script::new(scripts::TOKEN_BUCKET),
+                sliding_window: Script::new(scripts::SLIDING_WINDOW),
+                concurrency: Script::new(scripts::CONCURRENCY),
+            },
+            instance: format!("{:016x}", rand::random::<u64>()),
+            lease_seq: AtomicU64::new(0),
+            leases: lease::Held::default(),
+        })
+    }
+
+    pub fn spec(&self) -> &RedisSpec {
+        &self.spec
+    }
+
+    /// Starts the store's thread if it is not running yet.
+    pub fn ensure_started(self: &Arc<Self>) {
+        self.runner.get_or_init(|| task::Runner::start(self));
+    }
+
+    /// Whether requests are asking the store now.
+    pub fn is_available(&self) -> bool {
+        self.circuit.is_closed() && self.conns.load().is_some()
+    }
+
+    fn script(&self, which: Which) -> &Script {
+        match which {
+            Which::TokenBucket => &self.scripts.token_bucket,
+            Which::SlidingWindow => &self.scripts.sliding_window,
+            Which::Concurrency => &self.scripts.concurrency,
+        }
+    }
+
+    /// Runs one script for a request, within `decision_timeout`, and says
+    /// which connection it used (a follow-up call goes on the same one, so
+    /// Redis sees the two in order).
+    pub async fn decide(
+        self: &Arc<Self>,
+        which: Which,
+        key: &str,
+        args: &[&str],
+    ) -> (Result<Value, StoreFailure>, usize) {
+        self.ensure_started();
+        if !self.circuit.is_closed() {
+            return (Err(StoreFailure::Unavailable), 0);
+        }
+        let Some(conns) = self.conns.load_full() else {
+            return (Err(StoreFailure::Unavailable), 0);
+        };
+        let index = self.next_conn.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
+        (self.call(&conns, index, which, key, args).await, index)
+    }
+
+    async fn call(
+        &self,
+        conns: &[Conn],
+        index: usize,
+        which: Which,
+        key: &str,
+        args: &[&str],
+    ) -> Result<Value, StoreFailure> {
+        let Some(conn) = conns.get(index) else {
+            return Err(StoreFailure::Unavailable);
+        };
+        let mut conn = conn.clone();
+        let script = self.script(which);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(key);
+        for a in args {
+            invocation.arg(*a);
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            self.spec.decision_timeout,
+            invocation.invoke_async::<Value>(&mut conn),
+        )
+        .await;
+        match result {
+            Ok(Ok(value)) => {
+                self.metrics
+                    .duration
+                    .observe(started.elapsed().as_secs_f64());
+                self.circuit.success();
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                self.metrics.errors.inc();
+                let message = e.to_string();
+                self.failed(&message);
+                Err(StoreFailure::Error(message))
+            }
+            Err(_) => {
+                self.metrics.timeouts.inc();
+                self.failed("no answer within decision_timeout");
+                Err(StoreFailure::Timeout)
+            }
+        }
+    }
+
+    fn failed(&self, message: &str) {
+        log::debug!("redis store: decision failed: {message}");
+        self.set_last_error(message);
+        if self.circuit.failure() {
+            log::warn!(
+                "redis store: circuit open after {} failures in a row ({message}); shared limits \
+                 decide by their on_store_error until Redis answers again",
+                circuit::THRESHOLD
+            );
+        }
+    }
+
+    fn set_last_error(&self, message: &str) {
+        let mut last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.as_deref() != Some(message) {
+            *last = Some(message.to_string());
+        }
+    }
+
+    /// Queues a call no request waits for (a give-back, a lease release).
+    pub fn background(self: &Arc<Self>, call: Call) {
+        self.ensure_started();
+        if let Some(runner) = self.runner.get() {
+            runner.send(call);
+        }
+    }
+
+    /// A lease id no other gateway uses.
+    pub fn new_lease_member(&self) -> String {
+        let n = self.lease_seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.instance)
+    }
+
+    /// Leases this process holds now.
+    pub fn held_leases(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The store's state for `/status`. Passwords in URLs are not shown.
+    pub fn status(&self) -> serde_json::Value {
+        let (mode, nodes) = match &self.spec.nodes {
+            RedisNodes::Single(u) => ("single", vec![redact(u)]),
+            RedisNodes::Cluster(us) => ("cluster", us.iter().map(|u| redact(u)).collect()),
+        };
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        serde_json::json!({
+            "mode": mode,
+            "nodes": nodes,
+            "connected": self.conns.load().is_some(),
+            "circuit_open": !self.circuit.is_closed(),
+            "last_error": last_error,
+            "decision_timeout_ms": self.spec.decision_timeout.as_secs_f64() * 1e3,
+            "instances": self.spec.instances,
+            "leases_held": self.held_leases(),
+        })
+    }
+}
+
+/// `redis://user:secret@host` → `redis://user:***@host`.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact("redis://:hunter2@10.0.0.1:6379/0"),
+            "redis://:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://app:pw@h:1"), "redis://app:***@h:1");
+    }
+}
