@@ -575,3 +575,54 @@ async fn a_hot_reload_moves_limits_to_another_redis() {
     assert_eq!(c.get(gw.url("/")).send().await.unwrap().status(), 200);
     assert_eq!(second.query(&["EXISTS", key]).as_deref(), Some("1"));
 }
+
+/// `calls` of one command in Redis's `INFO commandstats`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info = redis.query(&["INFO", "commandstats"]).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_refused_locally_until_its_next_token() {
+    let redis = RedisServer::start();
+    let (backend, _) = echo("app").await;
+    // One token every 2 s.
+    let sections = format!(
+        "redis: {{ url: {} }}\n\
+         upstreams:\n  app: {{ backends: [{backend}] }}\n\
+         limits:\n  l: {{ algorithm: token_bucket, key: header:x-user, capacity: 1, fill_rate: 0.5, store: redis }}\n\
+         routes:\n  - {{ upstream: app, limits: [l] }}\n",
+        redis.url()
+    );
+    let gws = gateways(1, &sections).await;
+    let c = client();
+    let get = || c.get(gws[0].url("/")).header("x-user", "u").send();
+    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.unwrap().status(), 429, "the one token is spent");
+    let asked = calls(&redis, "evalsha");
+    let started = Instant::now();
+    let mut refused = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let r = get().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert!(r.headers().contains_key("retry-after"));
+        refused += 1;
+    }
+    assert!(refused > 20);
+    assert_eq!(
+        calls(&redis, "evalsha"),
+        asked,
+        "{refused} refusals within the Retry-After asked Redis nothing"
+    );
+    // Once the token is due, Redis is asked again and admits.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while get().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the next token never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(calls(&redis, "evalsha") > asked);
+}
