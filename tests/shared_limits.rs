@@ -1,6 +1,10 @@
 //! Limits shared through a real Redis (and a real three-node cluster) by
 //! several real gateway processes: the total admitted is the limit's, not a
 //! multiple of it; failures of Redis are contained by `on_store_error`.
+//!
+//! Tests that count exact admissions give Redis a `decision_timeout` far
+//! above the 5 ms default: on a loaded CI machine a debug-build gateway may
+//! miss 5 ms, and a decision made by the fallback would change the count.
 
 mod common;
 #[path = "common/redis_server.rs"]
@@ -444,7 +448,7 @@ async fn a_refusal_by_one_limit_spends_nothing_of_the_others() {
     let redis = RedisServer::start();
     let (backend, _) = echo("app").await;
     let sections = format!(
-        "redis: {{ url: {} }}\n\
+        "redis: {{ url: {}, decision_timeout: 200ms }}\n\
          upstreams:\n  app: {{ backends: [{backend}] }}\n\
          limits:\n\
          \x20 shared: {{ algorithm: token_bucket, key: global, capacity: 5, fill_rate: 0.00001, store: redis }}\n\
@@ -488,7 +492,7 @@ async fn shared_and_local_limits_answer_with_the_same_fields() {
     let redis = RedisServer::start();
     let (backend, _) = echo("app").await;
     let sections = format!(
-        "redis: {{ url: {} }}\n\
+        "redis: {{ url: {}, decision_timeout: 200ms }}\n\
          upstreams:\n  app: {{ backends: [{backend}] }}\n\
          limits:\n\
          \x20 a: {{ algorithm: token_bucket, key: global, capacity: 2, fill_rate: 0.5, store: redis }}\n\
@@ -550,7 +554,7 @@ async fn a_hot_reload_moves_limits_to_another_redis() {
     let (backend, _) = echo("app").await;
     let sections = |url: &str| {
         format!(
-            "redis: {{ url: {url} }}\n\
+            "redis: {{ url: {url}, decision_timeout: 200ms }}\n\
              upstreams:\n  app: {{ backends: [{backend}] }}\n\
              limits:\n  l: {{ algorithm: token_bucket, key: global, capacity: 100, fill_rate: 1, store: redis }}\n\
              routes:\n  - {{ upstream: app, limits: [l] }}\n"
@@ -592,7 +596,7 @@ async fn a_refused_key_is_refused_locally_until_its_next_token() {
     let (backend, _) = echo("app").await;
     // One token every 2 s.
     let sections = format!(
-        "redis: {{ url: {} }}\n\
+        "redis: {{ url: {}, decision_timeout: 200ms }}\n\
          upstreams:\n  app: {{ backends: [{backend}] }}\n\
          limits:\n  l: {{ algorithm: token_bucket, key: header:x-user, capacity: 1, fill_rate: 0.5, store: redis }}\n\
          routes:\n  - {{ upstream: app, limits: [l] }}\n",

@@ -24,6 +24,24 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1))
+        .set_number_of_retries(2)
+}
+
+/// A connection to a single node that connects on first use, driven by the
+/// runtime this is called on.
+pub fn lazy_single(url: &str) -> RedisResult<Conn> {
+    let client = redis::Client::open(url)?;
+    Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
+        client,
+        manager_config(),
+    )?))
+}
+
 /// Opens the connections; fails if the first cannot be had.
 pub async fn connect(nodes: &RedisNodes, connections: usize) -> RedisResult<Vec<Conn>> {
     match nodes {
@@ -31,13 +49,8 @@ pub async fn connect(nodes: &RedisNodes, connections: usize) -> RedisResult<Vec<
             let mut out = Vec::with_capacity(connections);
             for _ in 0..connections.max(1) {
                 let client = redis::Client::open(url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_secs(1))
-                    .set_number_of_retries(2);
                 out.push(Conn::Single(
-                    ConnectionManager::new_with_config(client, config).await?,
+                    ConnectionManager::new_with_config(client, manager_config()).await?,
                 ));
             }
             Ok(out)

@@ -219,13 +219,9 @@ impl RemoteLimit {
                 else {
                     if timed_out {
                         // The lease may yet be granted when the call gets there.
-                        self.store.background(release_call(
-                            key,
-                            member,
-                            max_arg.clone(),
-                            ttl_us.clone(),
-                            conn,
-                        ));
+                        let release =
+                            release_call(key, member, max_arg.clone(), ttl_us.clone(), conn);
+                        self.store.follow_up(release, conn);
                     }
                     return RemoteOutcome::Failed;
                 };

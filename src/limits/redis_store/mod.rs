@@ -31,7 +31,7 @@ mod limit;
 pub mod scripts;
 mod task;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,9 @@ pub enum RedisNodes {
 pub const DEFAULT_DECISION_TIMEOUT: Duration = Duration::from_millis(5);
 pub const DEFAULT_CONNECTIONS: usize = 2;
 pub const DEFAULT_PREFIX: &str = "sluice";
+
+/// The connection index of a decision made on the worker thread's own connection.
+const THIS_THREAD: usize = usize::MAX;
 
 /// Counters the store reports to `/metrics`.
 #[derive(Clone)]
@@ -171,7 +174,7 @@ impl RedisStore {
 
     /// Runs one script for a request, within `decision_timeout`, and says
     /// which connection it used (a follow-up call goes on the same one, so
-    /// Redis sees the two in order).
+    /// Redis sees the two in order: see [`follow_up`](Self::follow_up)).
     pub async fn decide(
         self: &Arc<Self>,
         which: Which,
@@ -185,8 +188,84 @@ impl RedisStore {
         let Some(conns) = self.conns.load_full() else {
             return (Err(StoreFailure::Unavailable), 0);
         };
+        if let Some(local) = self.thread_conn() {
+            let result = self
+                .call(std::slice::from_ref(&local), 0, which, key, args)
+                .await;
+            return (result, THIS_THREAD);
+        }
         let index = self.next_conn.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
         (self.call(&conns, index, which, key, args).await, index)
+    }
+
+    /// This thread's own connection to a single node, made on first use.
+    ///
+    /// A connection's reader and writer run as a task on the runtime that
+    /// made it. Requests run on Pingora's runtimes, one per worker thread; a
+    /// connection made on the store's own thread would cost every decision
+    /// two wake-ups across threads (there and back) and a context switch on
+    /// a busy core. So each worker thread gets its own multiplexed
+    /// connection, driven by its own runtime, and the store's connections
+    /// serve only the store's thread (probes, give-backs, renewals). A
+    /// cluster keeps one shared cluster connection: it is one per node already.
+    ///
+    /// A new thread connection is first connected and given the scripts in
+    /// the background; until then the thread's decisions use the store's
+    /// connections, so no request pays for a connect within its
+    /// `decision_timeout`.
+    fn thread_conn(self: &Arc<Self>) -> Option<Conn> {
+        type Entry = (std::sync::Weak<RedisStore>, Conn, Arc<AtomicBool>);
+        thread_local! {
+            static CONNS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let RedisNodes::Single(url) = &self.spec.nodes else {
+            return None;
+        };
+        tokio::runtime::Handle::try_current().ok()?;
+        CONNS.with(|cell| {
+            let mut conns = cell.borrow_mut();
+            // A store replaced by a reload leaves its connections here until
+            // the next decision on this thread.
+            conns.retain(|(store, _, _)| store.strong_count() > 0);
+            if let Some((_, c, ready)) = conns
+                .iter()
+                .find(|(store, _, _)| std::ptr::eq(store.as_ptr(), Arc::as_ptr(self)))
+            {
+                return ready.load(Ordering::Acquire).then(|| c.clone());
+            }
+            let c = conn::lazy_single(url).ok()?;
+            let ready = Arc::new(AtomicBool::new(false));
+            conns.push((Arc::downgrade(self), c.clone(), ready.clone()));
+            tokio::spawn(warm_up(Arc::downgrade(self), c, ready));
+            None
+        })
+    }
+
+    /// Sends `call` after a decision made on connection `conn`, in order
+    /// after it.
+    pub fn follow_up(self: &Arc<Self>, mut call: Call, conn: usize) {
+        if conn != THIS_THREAD {
+            call.conn = Some(conn);
+            return self.background(call);
+        }
+        let Some(mut c) = self.thread_conn() else {
+            return self.background(call);
+        };
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut invocation = store.script(call.which).prepare_invoke();
+            invocation.key(&call.key);
+            for a in &call.args {
+                invocation.arg(a.as_str());
+            }
+            let reply = tokio::time::timeout(
+                Duration::from_secs(1),
+                invocation.invoke_async::<Value>(&mut c),
+            );
+            if !matches!(reply.await, Ok(Ok(_))) {
+                store.metrics.errors.inc();
+            }
+        });
     }
 
     async fn call(
@@ -297,6 +376,32 @@ impl RedisStore {
             "instances": self.spec.instances,
             "leases_held": self.held_leases(),
         })
+    }
+}
+
+/// Connects a thread's connection and loads the scripts on it, retrying
+/// (bounded by the store's life) until both work.
+async fn warm_up(store: std::sync::Weak<RedisStore>, mut conn: Conn, ready: Arc<AtomicBool>) {
+    loop {
+        let Some(s) = store.upgrade() else {
+            return;
+        };
+        let scripts = [
+            &s.scripts.token_bucket,
+            &s.scripts.sliding_window,
+            &s.scripts.concurrency,
+        ];
+        let mut ok = true;
+        for script in scripts {
+            let load = tokio::time::timeout(Duration::from_secs(1), script.load_async(&mut conn));
+            ok &= matches!(load.await, Ok(Ok(_)));
+        }
+        if ok {
+            ready.store(true, Ordering::Release);
+            return;
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
