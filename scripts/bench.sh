@@ -16,7 +16,7 @@
 #   CONNECTIONS (64)     wrk connections
 #   WRK_THREADS          wrk threads: 1 when one CPU is left for load, else 2
 #   SLUICE_WORK_STEALING (false) Pingora's work_stealing for sluice and bare Pingora
-#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend
+#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis
 #   PROXIES              subset of: nginx haproxy pingora sluice
 #   SKIP_BUILD           set to use the release binaries already in target/release
 #
@@ -24,6 +24,9 @@
 # Scenario (f) puts sluice in front of three backends, one of them ten times
 # slower (SLOW_MS, default 10 ms, against FAST_MS, 1 ms), and compares the tail
 # latency of round_robin, least_conn and load_aware.
+# Scenario (g) is (c) with both limits kept in a local redis-server
+# (`store: redis`), and also times single decisions against that Redis
+# (`cargo bench --bench redis_store`: p50/p99 per algorithm, into the notes).
 # With two or more CPUs, every proxy runs on CPU 0 and wrk and the backends on
 # the others, so the proxies compete for one core and nothing else does.
 set -euo pipefail
@@ -43,7 +46,7 @@ if [ -z "${SLUICE_WORK_STEALING:-}" ]; then
 else
     WORK_STEALING_WHY="set by SLUICE_WORK_STEALING"
 fi
-SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend}
+SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis}
 FAST_MS=${FAST_MS:-1}
 SLOW_MS=${SLOW_MS:-10}
 PROXIES=${PROXIES:-nginx haproxy pingora sluice}
@@ -148,7 +151,7 @@ check() {
 source "$HERE/render.sh"
 
 # --- backends ---------------------------------------------------------------------
-mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 15)
+mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 17)
 BACKEND1=127.0.0.1:${PORTS[0]}
 BACKEND2=127.0.0.1:${PORTS[1]}
 start echo-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND1" echo-1
@@ -161,12 +164,19 @@ declare -A ADDR # instance -> listen address
 NOTES=()
 common=(RUN="$RUN" BACKEND1="$BACKEND1" BACKEND2="$BACKEND2")
 
-sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS
+sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS [REDIS_ADDR]
+    local redis="# no shared store" per_ip="# -" per_key="# -"
+    if [ -n "${5:-}" ]; then
+        redis="redis: { url: 'redis://$5/0', decision_timeout: 50ms }"
+        per_ip="shared_per_ip: { algorithm: token_bucket, key: client_ip, capacity: 1000000000, fill_rate: 1000000000, store: redis }"
+        per_key="shared_per_key: { algorithm: sliding_window, key: 'header:x-api-key', limit: 4000000000, window: 60s, store: redis }"
+    fi
     render "$HERE/sluice.yaml.in" "$RUN/sluice-$1.yaml" "${common[@]}" NAME="$1" \
         LISTEN="127.0.0.1:$2" BALANCE="$3" ROUTE_LIMITS="$4" \
-        WORK_STEALING="$SLUICE_WORK_STEALING"
+        WORK_STEALING="$SLUICE_WORK_STEALING" REDIS="$redis" SHARED_PER_IP="$per_ip" \
+        SHARED_PER_KEY="$per_key"
 }
-start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS
+start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [REDIS_ADDR]
     sluice_config "$@"
     "$BIN/sluice" -t -c "$RUN/sluice-$1.yaml" >/dev/null || die "sluice -t refused $RUN/sluice-$1.yaml"
     RUST_LOG=warn start "sluice-$1" "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-$1.yaml"
@@ -199,6 +209,16 @@ fi
 if has "$PROXIES" sluice; then
     has "$SCENARIOS" c_admit && start_sluice admit "${PORTS[6]}" round_robin "admit_per_ip, admit_per_key"
     has "$SCENARIOS" d_reject && start_sluice reject "${PORTS[7]}" round_robin "reject_all"
+    if has "$SCENARIOS" g_redis; then
+        REDIS=127.0.0.1:${PORTS[15]}
+        start redis "${LOAD_PIN[@]}" redis-server --port "${PORTS[15]}" --bind 127.0.0.1 \
+            --save "" --appendonly no
+        for _ in $(seq 100); do
+            [ "$(redis-cli -p "${PORTS[15]}" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.1
+        done
+        start_sluice redis "${PORTS[16]}" round_robin "shared_per_ip, shared_per_key" "$REDIS"
+    fi
     if has "$SCENARIOS" f_slow_backend; then
         FAST1=127.0.0.1:${PORTS[9]}
         FAST2=127.0.0.1:${PORTS[10]}
@@ -253,6 +273,7 @@ for scenario in $SCENARIOS; do
         done
         ;;
     c_admit) plan+=("c_admit sluice sluice-admit $SMALL_PATH 200 key") ;;
+    g_redis) plan+=("g_redis sluice sluice-redis $SMALL_PATH 200 key") ;;
     d_reject) plan+=("d_reject sluice sluice-reject $SMALL_PATH 429 -") ;;
     e_load_aware) plan+=("e_load_aware sluice sluice-load_aware $SMALL_PATH 200 -") ;;
     f_slow_backend)
@@ -260,7 +281,7 @@ for scenario in $SCENARIOS; do
         plan+=("f_slow_backend sluice_lc sluice-f_least_conn $SMALL_PATH 200 -")
         plan+=("f_slow_backend sluice_la sluice-f_load_aware $SMALL_PATH 200 -")
         ;;
-    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend)" ;;
+    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis)" ;;
     esac
 done
 
@@ -287,7 +308,6 @@ done
     echo "small_path=$SMALL_PATH"
     echo "large_path=$LARGE_PATH"
     echo "slow_backend=(f): backends answer after $FAST_MS ms, $FAST_MS ms and $SLOW_MS ms"
-    for note in "${NOTES[@]}"; do echo "note=$note"; done
 } >"$OUT/meta.txt"
 
 # --- measurements: round after round, every proxy of a scenario in turn -----------
@@ -315,6 +335,17 @@ for round in $(seq "$ROUNDS"); do
             >>"$OUT/results.csv"
     done
 done
+
+# --- (g): single decisions against the same Redis, each algorithm --------------------
+if has "$SCENARIOS" g_redis; then
+    rm -f "$OUT/redis_store.csv"
+    "${LOAD_PIN[@]}" cargo bench --bench redis_store -- --csv "$OUT/redis_store.csv" >&2 ||
+        die "cargo bench --bench redis_store failed"
+    while IFS=, read -r alg p50 p99 rate; do
+        NOTES+=("(g) one \`store: redis\` decision, $alg, 16 at once on one thread against a local redis-server: p50 $p50 ms, p99 $p99 ms, $rate decisions/s (\`cargo bench --bench redis_store\`)")
+    done <"$OUT/redis_store.csv"
+fi
+for note in "${NOTES[@]}"; do echo "note=$note"; done >>"$OUT/meta.txt"
 
 # --- report -----------------------------------------------------------------------
 python3 "$HERE/chart.py" "$OUT/results.csv" docs/bench.svg

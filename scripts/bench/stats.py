@@ -14,6 +14,7 @@ SCENARIOS = [
     ("d_reject", "(d) limits, all rejected (429)"),
     ("e_load_aware", "(e) load_aware balance"),
     ("f_slow_backend", "(f) one backend 10x slower"),
+    ("g_redis", "(g) limits of (c) in Redis"),
 ]
 PROXIES = [
     ("nginx", "nginx"),
