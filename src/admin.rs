@@ -88,7 +88,21 @@ pub fn status(gw: &Gateway, now: u64) -> Value {
         .config
         .limits
         .iter()
-        .map(|(name, spec)| (name.clone(), describe_limit(spec)))
+        .map(|(name, spec)| {
+            let mut v = describe_limit(spec);
+            if let Some((s, keys)) = gw.limiters.get(name).and_then(|l| l.adaptive()) {
+                let ms = |ns: Option<u64>| ns.map(|n| n as f64 / 1e6);
+                v["current"] = json!({
+                    "limit": s.limit,
+                    "in_flight": s.in_flight,
+                    "min_latency_ms": ms(s.min_rtt_ns),
+                    "recent_latency_ms": ms(s.recent_rtt_ns),
+                    "probing": s.probing,
+                    "keys": keys,
+                });
+            }
+            (name.clone(), v)
+        })
         .collect();
     let mut out = json!({ "routes": routes, "upstreams": upstreams, "limits": limits });
     if let Some(store) = &gw.redis {
@@ -110,6 +124,18 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
             json!({"algorithm": "sliding_window", "limit": limit, "window_seconds": window.as_secs_f64()})
         }
         Algorithm::Concurrency { max } => json!({"algorithm": "concurrency", "max": max}),
+        Algorithm::AdaptiveConcurrency {
+            initial,
+            min,
+            max,
+            priority,
+        } => json!({
+            "algorithm": "adaptive_concurrency",
+            "initial": initial,
+            "min": min,
+            "max": max,
+            "priority": priority.as_ref().map(|p| p.to_string()),
+        }),
     };
     let mut v = algorithm;
     v["key"] = json!(spec.key.to_string());

@@ -80,6 +80,8 @@ pub struct Metrics {
     store_duration: Histogram,
     /// 1 while the shared store's circuit is open (decisions fall back).
     store_circuit_open: IntGauge,
+    adaptive_limit: prometheus::GaugeVec,
+    adaptive_in_flight: IntGaugeVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -212,6 +214,25 @@ impl Metrics {
                     .expect("metric names are unique");
                 g
             },
+            adaptive_limit: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "sluice_adaptive_limit",
+                        "An adaptive_concurrency limit's current value (its busiest key).",
+                    ),
+                    &["limit"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric names are unique");
+                g
+            },
+            adaptive_in_flight: gauge(
+                &r,
+                "sluice_adaptive_in_flight",
+                "Requests an adaptive_concurrency limit holds now (its busiest key).",
+                &["limit"],
+            ),
             registry: r,
         }
     }
@@ -280,6 +301,18 @@ impl Metrics {
                 self.backend_in_flight
                     .with_label_values(&[name.as_str(), &addr])
                     .set(b.stats.inflight.load(std::sync::atomic::Ordering::Relaxed) as i64);
+            }
+        }
+        self.adaptive_limit.reset();
+        self.adaptive_in_flight.reset();
+        for (name, limiter) in &gw.limiters {
+            if let Some((s, _)) = limiter.adaptive() {
+                self.adaptive_limit
+                    .with_label_values(&[name.as_str()])
+                    .set(s.limit);
+                self.adaptive_in_flight
+                    .with_label_values(&[name.as_str()])
+                    .set(s.in_flight as i64);
             }
         }
         self.store_circuit_open.set(
