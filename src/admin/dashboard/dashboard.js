@@ -163,11 +163,10 @@
         const a = route(name);
         a.total += r.requests;
         for (const [code, n] of Object.entries(r.status)) a.status[code] = (a.status[code] || 0) + n;
-        if (isRecent) {
-          a.recent += r.requests;
-          if (r.p50_ms !== null) a.p50 = r.p50_ms;
-          if (r.p99_ms !== null) a.p99 = r.p99_ms;
-        }
+        if (isRecent) a.recent += r.requests;
+        // Percentiles of the latest second that had traffic.
+        if (r.p50_ms !== null) a.p50 = r.p50_ms;
+        if (r.p99_ms !== null) a.p99 = r.p99_ms;
       }
       for (const [name, l] of Object.entries(s.limits)) {
         const a = limit(name);
@@ -319,11 +318,14 @@
     ctx.clearRect(0, 0, w, h);
     const left = 42, right = 6, top = 6, bottom = 18;
     const end = samples.length ? samples[samples.length - 1].t : Date.now() / 1000;
-    const start = end - WINDOW_SECONDS;
+    // A young process has less history than the window: show what there
+    // is (at least a minute) rather than a chart empty but for its edge.
+    const span = Math.min(WINDOW_SECONDS, Math.max(60, samples.length ? end - samples[0].t : 0));
+    const start = end - span;
     let max = 0;
     for (const s of samples) for (const n of names) max = Math.max(max, value(s, n) || 0);
     max = max > 0 ? max * 1.15 : 1;
-    const x = (t) => left + ((t - start) / WINDOW_SECONDS) * (w - left - right);
+    const x = (t) => left + ((t - start) / span) * (w - left - right);
     const y = (v) => top + (1 - v / max) * (h - top - bottom);
 
     ctx.font = "11px system-ui, sans-serif";
@@ -338,8 +340,8 @@
       ctx.stroke();
       ctx.fillText(v >= 100 ? v.toFixed(0) : v.toFixed(1), 2, y(v) + 4);
     }
-    for (const ago of [WINDOW_SECONDS, WINDOW_SECONDS / 2, 0]) {
-      const label = ago ? `-${Math.round(ago / 60)} min` : "now";
+    for (const ago of [span, span / 2, 0]) {
+      const label = !ago ? "now" : ago >= 120 ? `-${Math.round(ago / 60)} min` : `-${Math.round(ago)} s`;
       const px = x(end - ago);
       ctx.fillText(label, Math.min(Math.max(px - 14, left), w - right - 30), h - 4);
     }
@@ -347,17 +349,17 @@
     for (const n of names) {
       ctx.strokeStyle = colorOf(n);
       ctx.beginPath();
-      let drawing = false;
-      for (const s of samples) {
-        const v = value(s, n);
-        if (v === null || v === undefined) {
-          drawing = false;
-          continue;
-        }
-        if (drawing) ctx.lineTo(x(s.t), y(v));
-        else ctx.moveTo(x(s.t), y(v));
-        drawing = true;
-      }
+      ctx.fillStyle = colorOf(n);
+      const points = samples.map((s) => [s.t, value(s, n)]);
+      points.forEach(([t, v], i) => {
+        if (v === null || v === undefined) return;
+        const before = i > 0 && points[i - 1][1] != null;
+        if (before) ctx.lineTo(x(t), y(v));
+        else ctx.moveTo(x(t), y(v));
+        // A point with no neighbour would draw nothing: mark it.
+        const after = i + 1 < points.length && points[i + 1][1] != null;
+        if (!before && !after) ctx.fillRect(x(t) - 2, y(v) - 2, 4, 4);
+      });
       ctx.stroke();
     }
   }
