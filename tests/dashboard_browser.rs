@@ -244,6 +244,21 @@ async fn the_dashboard_shows_the_traffic_sent_and_a_backend_going_down() {
         .await
     );
 
+    // Asked once: the tab keeps the token across a reload of the page.
+    browser.client().refresh().await.unwrap();
+    wait_until!(
+        Duration::from_secs(10),
+        async {
+            let login = b.text("#login h2").await;
+            let board = b.text("[data-route='api'] .name").await;
+            match (login, board) {
+                (None, Some(_)) => Ok(()),
+                other => Err(format!("after a page reload (login, board) = {other:?}")),
+            }
+        }
+        .await
+    );
+
     // Known traffic: 100 requests on a 60-token bucket, 20 that take 40 ms,
     // and 20 requests a second on `steady` until the test is done.
     let c = client();
@@ -352,6 +367,47 @@ async fn the_dashboard_shows_the_traffic_sent_and_a_backend_going_down() {
     eprintln!("backend shown unhealthy after {:?}", down_at.elapsed());
     assert_eq!(browser.text(&row(a)).await.as_deref(), Some("healthy"));
     assert_eq!(browser.text("#live").await.as_deref(), Some("live"));
+
+    // Out of rotation: no share of the traffic, nothing in flight.
+    let cell = |addr, class| format!("[data-backend='pool/{addr}'] .{class}");
+    assert_eq!(
+        browser.text(&cell(b_addr, "eweight")).await.as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        browser.text(&cell(b_addr, "inflight")).await.as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        browser.text(&cell(a, "eweight")).await.as_deref(),
+        Some("1")
+    );
+
+    // A reload that fails is listed with its first error.
+    gw.rewrite("upstreams: {}\nroutes:\n  - upstream: missing\n");
+    let reload = client()
+        .post(gw.admin("/reload"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 400);
+    wait_until!(
+        Duration::from_secs(5),
+        async {
+            let result = b.text("#reloads tbody tr td:nth-child(2)").await;
+            let detail = b.text("#reloads tbody tr td:nth-child(3)").await;
+            match (result.as_deref(), detail) {
+                (Some("failed"), Some(d))
+                    if d.contains("routes[0].upstream: no upstream named") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("reloads on the page: {other:?}")),
+            }
+        }
+        .await
+    );
 
     // Let the charts gather a few seconds, then keep a picture.
     tokio::time::sleep(Duration::from_secs(3)).await;
