@@ -45,8 +45,8 @@ impl Browser {
         assert!(
             runs(&chromium()) && runs(&chromedriver()),
             "headless Chromium is needed for the dashboard test but `{}` or `{}` does not run: \
-             scripts/setup.sh installs Debian's chromium and chromium-driver \
-             (scripts/test.sh runs it; or `SLUICE_WITH_BROWSER=1 bash scripts/setup.sh`)",
+             `bash scripts/setup.sh` installs Debian's chromium and chromium-driver \
+             (scripts/test.sh runs it first)",
             chromium(),
             chromedriver()
         );
