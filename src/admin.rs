@@ -168,7 +168,9 @@ fn refused(refusal: auth::Refusal) -> Response<Vec<u8>> {
         }
         auth::Refusal::CrossSite => json_reply(
             StatusCode::FORBIDDEN,
-            &json!({"error": "cross-site requests may not change the gateway"}),
+            &json!({"error": "refused: a cross-site browser request, or a browser that reached \
+                    this token-less admin listener by a host name (use its IP address or \
+                    localhost, or set admin.token_file)"}),
         ),
     }
 }

@@ -107,6 +107,24 @@ async fn reload_refuses_cross_site_browser_requests() {
         200
     );
     assert_eq!(post(None).await, 200);
+
+    // DNS rebinding: a browser that reached the token-less listener by some
+    // other name is refused; the same request by IP is not.
+    let browser_get = |host: String| {
+        let req = client()
+            .get(gw.admin("/status"))
+            .header("host", host)
+            .header("sec-fetch-site", "same-origin");
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        browser_get(format!("attacker.example:{}", gw.admin_port)).await,
+        403
+    );
+    assert_eq!(
+        browser_get(format!("127.0.0.1:{}", gw.admin_port)).await,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

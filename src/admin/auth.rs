@@ -12,6 +12,12 @@
 //! on some other site, or another port of this host, must not be able to
 //! make an operator's browser reload the config. Clients that are not
 //! browsers send no `Origin` and are not affected.
+//!
+//! Without a token, a browser request must also have addressed the listener
+//! by an IP address or `localhost`. Otherwise a site whose name an attacker
+//! re-points at 127.0.0.1 (DNS rebinding) would be same-origin with the
+//! listener and could read `/status` or reload. A token defeats that anyway
+//! (the rebinding page does not have it), so with one any host name works.
 
 use http::{header, HeaderMap, Method};
 use subtle::ConstantTimeEq;
@@ -37,9 +43,16 @@ pub fn check(
     path: &str,
     headers: &HeaderMap,
 ) -> Result<(), Refusal> {
-    if let Some(token) = token {
-        if !is_open(path) && !bearer_matches(headers.get(header::AUTHORIZATION), token) {
-            return Err(Refusal::Unauthorized);
+    match token {
+        Some(token) => {
+            if !is_open(path) && !bearer_matches(headers.get(header::AUTHORIZATION), token) {
+                return Err(Refusal::Unauthorized);
+            }
+        }
+        None => {
+            if path != "/healthz" && from_browser(headers) && !addressed_by_ip(headers) {
+                return Err(Refusal::CrossSite);
+            }
         }
     }
     if *method != Method::GET && *method != Method::HEAD && !same_origin(headers) {
@@ -67,6 +80,27 @@ pub fn bearer_matches(value: Option<&http::HeaderValue>, token: &str) -> bool {
 /// is not secret: it shows in the request's size anyway).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
+}
+
+/// Browsers send `Sec-Fetch-Site` (Fetch metadata) or `Origin`; curl and
+/// monitoring agents send neither.
+fn from_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key("sec-fetch-site") || headers.contains_key(header::ORIGIN)
+}
+
+/// Whether `Host` is an IP literal or `localhost`, with or without a port.
+fn addressed_by_ip(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// A request a browser marks as same-origin, or no browser request at all.
@@ -161,5 +195,49 @@ mod tests {
         for h in [other_port, other_site, opaque, fetch_site] {
             assert_eq!(check(None, &post, "/reload", &h), Err(Refusal::CrossSite));
         }
+    }
+
+    #[test]
+    fn without_a_token_browsers_must_address_the_listener_by_ip() {
+        let get = Method::GET;
+        let browser = |host: &str| headers(&[("host", host), ("sec-fetch-site", "same-origin")]);
+        for host in [
+            "127.0.0.1:9901",
+            "[::1]:9901",
+            "localhost:9901",
+            "LOCALHOST",
+            "10.0.0.5",
+        ] {
+            assert_eq!(
+                check(None, &get, "/status", &browser(host)),
+                Ok(()),
+                "{host}"
+            );
+        }
+        // A rebound name: same-origin to the browser, but not ours.
+        let rebound = browser("attacker.example:9901");
+        assert_eq!(
+            check(None, &get, "/status", &rebound),
+            Err(Refusal::CrossSite)
+        );
+        let post = Method::POST;
+        let rebound_post = headers(&[
+            ("host", "attacker.example:9901"),
+            ("origin", "http://attacker.example:9901"),
+        ]);
+        assert_eq!(
+            check(None, &post, "/reload", &rebound_post),
+            Err(Refusal::CrossSite)
+        );
+        // Not a browser, or a token in use, or the health probe: any name.
+        let curl = headers(&[("host", "gateway.internal:9901")]);
+        assert_eq!(check(None, &get, "/status", &curl), Ok(()));
+        let with_token = headers(&[
+            ("host", "gateway.internal:9901"),
+            ("sec-fetch-site", "same-origin"),
+            ("authorization", "Bearer s3cret"),
+        ]);
+        assert_eq!(check(Some("s3cret"), &get, "/status", &with_token), Ok(()));
+        assert_eq!(check(None, &get, "/healthz", &rebound), Ok(()));
     }
 }
