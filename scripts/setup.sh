@@ -2,10 +2,20 @@
 # Installs what building and testing sluice needs on Debian/Ubuntu, if missing:
 # cmake (Pingora's libz-ng-sys), pkg-config and libssl-dev (OpenSSL TLS), and
 # redis-server / redis-cli, which the shared-limit tests start themselves.
+# With SLUICE_WITH_BROWSER=1 (scripts/test.sh sets it, and so does running this
+# file directly) also headless Chromium and chromedriver, for the dashboard's
+# browser test; run.sh and bench.sh do without them.
 # Sourced by run.sh, test.sh and bench.sh; safe to run again.
 set -euo pipefail
 
+SLUICE_BROWSER_PACKAGES=(chromium chromium-driver)
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    SLUICE_WITH_BROWSER=1
+fi
 SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl redis-server redis-tools ${SLUICE_EXTRA_PACKAGES:-})
+if [ "${SLUICE_WITH_BROWSER:-0}" = 1 ]; then
+    SLUICE_PACKAGES+=("${SLUICE_BROWSER_PACKAGES[@]}")
+fi
 
 sluice_missing_packages() {
     local missing=()

@@ -8,7 +8,8 @@
 //! config at scrape time, so a backend removed by a reload disappears from the
 //! output instead of reporting stale values.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -17,6 +18,7 @@ use prometheus::{
 
 use crate::gateway::Gateway;
 use crate::limits::redis_store::StoreMetrics;
+use crate::stats::LatencyHistogram;
 
 /// One route's request counters and duration histogram.
 pub struct RouteMetrics {
@@ -25,11 +27,14 @@ pub struct RouteMetrics {
     duration: Histogram,
     /// Counter per status code, created on first use.
     by_status: Box<[OnceLock<IntCounter>]>,
+    /// Finer than `duration`, for the dashboard's percentiles.
+    latency: Arc<LatencyHistogram>,
 }
 
 impl RouteMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         self.duration.observe(seconds);
+        self.latency.record(seconds);
         let counter = match self.by_status.get(status as usize) {
             Some(slot) => slot.get_or_init(|| {
                 self.requests
@@ -82,6 +87,8 @@ pub struct Metrics {
     store_circuit_open: IntGauge,
     adaptive_limit: prometheus::GaugeVec,
     adaptive_in_flight: IntGaugeVec,
+    /// Per route name, kept across reloads like the Prometheus children.
+    latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,8 +145,9 @@ impl Metrics {
             "Requests answered, by route (\"\" when none matched) and status.",
             &["route", "status"],
         );
+        let latency = Mutex::new(BTreeMap::new());
         Metrics {
-            no_route: route_metrics(&requests, &duration, ""),
+            no_route: route_metrics(&requests, &duration, latency_of(&latency, ""), ""),
             requests,
             duration,
             upstream_requests: counter(
@@ -233,6 +241,7 @@ impl Metrics {
                 "Requests an adaptive_concurrency limit holds now (its busiest key).",
                 &["limit"],
             ),
+            latency,
             registry: r,
         }
     }
@@ -252,7 +261,18 @@ impl Metrics {
     }
 
     pub fn route(&self, name: &str) -> RouteMetrics {
-        route_metrics(&self.requests, &self.duration, name)
+        route_metrics(
+            &self.requests,
+            &self.duration,
+            latency_of(&self.latency, name),
+            name,
+        )
+    }
+
+    /// Every route's latency histogram, by route name (`""`: no route).
+    pub fn latency_histograms(&self) -> Vec<(String, Arc<LatencyHistogram>)> {
+        let map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn backend(&self, upstream: &str, addr: &str) -> BackendMetrics {
@@ -328,12 +348,26 @@ impl Metrics {
     }
 }
 
-fn route_metrics(requests: &IntCounterVec, duration: &HistogramVec, name: &str) -> RouteMetrics {
+fn latency_of(
+    map: &Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
+    name: &str,
+) -> Arc<LatencyHistogram> {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(name.to_string()).or_default().clone()
+}
+
+fn route_metrics(
+    requests: &IntCounterVec,
+    duration: &HistogramVec,
+    latency: Arc<LatencyHistogram>,
+    name: &str,
+) -> RouteMetrics {
     RouteMetrics {
         name: name.to_string(),
         requests: requests.clone(),
         duration: duration.with_label_values(&[name]),
         by_status: (0..600).map(|_| OnceLock::new()).collect(),
+        latency,
     }
 }
 

@@ -72,7 +72,10 @@ fn the_design_example_loads_with_every_value() {
     assert_eq!(loaded.server.grace_period_seconds, Some(5));
     let g = loaded.gateway;
     assert_eq!(g.listeners[0].address, "0.0.0.0:8080");
-    assert_eq!(g.admin.as_deref(), Some("127.0.0.1:9901"));
+    assert_eq!(
+        g.admin.as_ref().map(|a| a.address.as_str()),
+        Some("127.0.0.1:9901")
+    );
     assert_eq!(g.trusted_proxies.len(), 2);
     let api = &g.upstreams["api"];
     assert_eq!(api.balance, Balance::ConsistentHash);

@@ -72,7 +72,9 @@ impl Sim {
                 self.served += 1;
                 let rtt = t - admitted;
                 self.latencies.push(rtt);
-                let ok = self.fail_every.is_none_or(|n| !self.served.is_multiple_of(n));
+                let ok = self
+                    .fail_every
+                    .is_none_or(|n| !self.served.is_multiple_of(n));
                 self.ctl.on_sample(
                     Sample {
                         rtt_ns: rtt,
