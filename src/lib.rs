@@ -18,6 +18,7 @@ pub mod header_size;
 pub mod keys;
 pub mod lifecycle;
 pub mod limits;
+mod live_gauges;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;
