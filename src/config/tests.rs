@@ -521,3 +521,25 @@ fn adaptive_limits_have_working_defaults_and_checked_bounds() {
         .iter()
         .any(|e| e.starts_with("limits.l.store: an adaptive limit measures")));
 }
+
+#[test]
+fn durations_past_sane_bounds_are_refused_by_key_path() {
+    let base = "listen: [127.0.0.1:1]\nroutes:\n  - { upstream: u }\n";
+    let errs = errors(&format!(
+        "upstreams:\n  u: {{ backends: [127.0.0.1:2], connect_timeout: 9999999999h }}\n{base}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("upstreams.u.connect_timeout: must be at most 365d")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "upstreams:\n  u: {{ backends: [127.0.0.1:2] }}\n\
+         limits:\n  w: {{ algorithm: sliding_window, limit: 5, window: 500ms }}\n{base}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("limits.w.window: must be at least 1s")),
+        "{errs:?}"
+    );
+}
