@@ -8,6 +8,7 @@
 //! handed to Pingora's own `ServerConf` parser and `validate()`.
 
 mod gateway;
+mod health_check;
 mod limits;
 mod model;
 mod node;
@@ -28,6 +29,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "admin",
     "trusted_proxies",
     "max_request_header_size",
+    "h2_max_streams",
     "upstreams",
     "limits",
     "routes",
