@@ -126,4 +126,6 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
 }
 
 #[cfg(test)]
+mod h2_tests;
+#[cfg(test)]
 mod tests;
