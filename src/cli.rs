@@ -15,6 +15,7 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::Shared;
+use crate::h2_flood::FloodGuard;
 use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, SweepLimits};
 use crate::listen;
 use crate::proxy::Proxy;
@@ -123,7 +124,10 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         let mut proxy = ListeningService::new(
             name.to_string(),
             DeferredCleanup {
-                inner: Arc::new(app),
+                inner: Arc::new(FloodGuard {
+                    inner: Arc::new(app),
+                    h2c,
+                }),
                 delay: std::time::Duration::from_secs(grace.min(1)),
             },
         );

@@ -15,6 +15,7 @@ pub mod filters;
 pub mod forwarded;
 pub mod gateway;
 pub mod grpc;
+pub mod h2_flood;
 pub mod header_size;
 pub mod keys;
 pub mod lifecycle;
