@@ -215,3 +215,38 @@ async fn the_grpc_health_check_ejects_a_not_serving_backend() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_health_check_speaks_the_pools_protocol() {
+    // tonic's server speaks only HTTP/2: an HTTP/1.1 check would fail on it.
+    // It answers any path with status 200 (and a gRPC status), so an h2c
+    // check of `/health` passes.
+    let b = backend("a", None).await;
+    let dead = dead_addr();
+    let gw = Gateway::start_with_listen(
+        &format!(
+            "upstreams:\n  grpc:\n    protocol: h2c\n    backends: [{}, {dead}]\n\
+             \x20   health_check: {{ type: http, path: /health, interval: 100ms, unhealthy_after: 1 }}\n\
+             routes:\n  - upstream: grpc\n",
+            b.addr
+        ),
+        h2c_listen(),
+    )
+    .await;
+    // Both backends are checked in every round: once the dead one has
+    // failed a round, the live one has passed that round.
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "grpc", dead)
+            == Some(false))
+            .await
+    );
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            healthy(&gw.status().await, "grpc", b.addr),
+            Some(true),
+            "the h2c backend failed an HTTP health check: {}",
+            gw.log()
+        );
+    }
+}
