@@ -40,6 +40,12 @@ async fn every_kind_of_call_passes_through_to_an_h2c_backend() {
 
     let r = c.unary(Request::new(msg("hi", 7))).await.unwrap();
     assert_eq!(r.get_ref(), &msg("a:hi", 7));
+    let r = c.unary(Request::new(msg("te", 0))).await.unwrap();
+    assert_eq!(
+        r.get_ref().text,
+        "trailers",
+        "gRPC's `te: trailers` was not forwarded"
+    );
 
     // Server streaming, in lock step: the backend sends message i only once
     // the test has received message i-1.
@@ -70,6 +76,41 @@ async fn every_kind_of_call_passes_through_to_an_h2c_backend() {
     drop(tx);
     // The end of the call: grpc-status 0 in the trailers.
     assert_eq!(next(&mut chat).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_share_multiplexed_backend_connections() {
+    let b = backend("a", None).await;
+    let gw = Gateway::start_with_listen(
+        &format!(
+            "upstreams:\n  grpc:\n    protocol: h2c\n    backends: [{}]\nroutes:\n  - upstream: grpc\n",
+            b.addr
+        ),
+        h2c_listen(),
+    )
+    .await;
+    let ch = channel(gw.port, None).await;
+    for i in 0..20 {
+        let mut c = EchoClient::new(ch.clone());
+        c.unary(Request::new(msg("seq", i))).await.unwrap();
+    }
+    // 40 calls in flight at once, each held by the backend for 200 ms.
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let mut c = EchoClient::new(ch.clone());
+            tokio::spawn(async move { c.unary(Request::new(msg("slow", 200 + i))).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    // One connection per gateway worker thread at most (Pingora keeps a
+    // pool per thread), not one per call.
+    let opened = b.connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "60 calls opened {opened} backend connections"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

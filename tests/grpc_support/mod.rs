@@ -33,7 +33,8 @@ pub fn msg(text: &str, n: u32) -> Msg {
 pub const SERVICE: &str = "sluice.test.Echo";
 
 /// The test service:
-/// - `Unary(text, n)` answers `(NAME:text, n)`;
+/// - `Unary(text, n)` answers `(NAME:text, n)`, and `Unary("te")` the
+///   request's `te` field;
 /// - `List(text, n)` streams `n` messages `text#i`, each only after the test
 ///   releases it (so a gateway that buffered the stream would stall it), then
 ///   ends with status DATA_LOSS "end of list" in the trailers;
@@ -59,7 +60,18 @@ impl tonic::server::UnaryService<Msg> for Unary {
     fn call(&mut self, req: Request<Msg>) -> Self::Future {
         let name = self.0.clone();
         Box::pin(async move {
+            // gRPC requires `te: trailers` on requests (it detects proxies
+            // that would drop trailers); `te` asks what arrived.
+            let te = req
+                .metadata()
+                .get("te")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let m = req.into_inner();
+            if m.text == "te" {
+                return Ok(Response::new(msg(&te, 0)));
+            }
             if m.text == "slow" {
                 tokio::time::sleep(Duration::from_millis(u64::from(m.n))).await;
             }
@@ -159,6 +171,8 @@ where
 /// its `List` streams.
 pub struct Backend {
     pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
     pub health: HealthReporter,
     pub release: Arc<Semaphore>,
 }
@@ -199,10 +213,16 @@ pub async fn backend(name: &str, tls: Option<&(String, String)>) -> Backend {
             .unwrap();
     }
     let router = builder.add_service(health_service).add_service(echo);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = connections.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |conn| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        conn
+    });
     tokio::spawn(router.serve_with_incoming(incoming));
     Backend {
         addr,
+        connections,
         health,
         release,
     }
