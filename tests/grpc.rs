@@ -213,6 +213,28 @@ async fn the_gateways_refusals_are_grpc_statuses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stalls_mid_stream_ends_the_call_with_a_status() {
+    let b = backend("a", None).await;
+    let gw = Gateway::start_with_listen(
+        &format!(
+            "upstreams:\n  grpc:\n    protocol: h2c\n    read_timeout: 300ms\n    backends: [{}]\n\
+             routes:\n  - upstream: grpc\n",
+            b.addr
+        ),
+        h2c_listen(),
+    )
+    .await;
+    let mut c = EchoClient::new(channel(gw.port, None).await);
+    let mut list = c.list(msg("stall", 3)).await.unwrap().into_inner();
+    b.release.add_permits(1);
+    assert_eq!(next(&mut list).await.unwrap(), Some(msg("stall#0", 0)));
+    // No more permits: the backend sends nothing for longer than read_timeout.
+    let end = next(&mut list).await.unwrap_err();
+    assert_eq!(end.code(), Code::DeadlineExceeded, "{end:?}");
+    assert_eq!(end.message(), "the backend did not answer in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grpc_health_check_ejects_a_not_serving_backend() {
     let a = backend("a", None).await;
     let b = backend("b", None).await;

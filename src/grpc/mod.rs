@@ -35,8 +35,29 @@ pub fn to_trailers_only(header: &mut ResponseHeader, message: &str) {
     let _ = header.set_status(200);
     let _ = header.insert_header("content-type", "application/grpc");
     let _ = header.insert_header("content-length", "0");
-    let _ = header.insert_header("grpc-status", (code as u8).to_string());
-    let _ = header.insert_header("grpc-message", percent_encode(message));
+    for (name, value) in status_fields(code, message) {
+        let _ = header.insert_header(name, value);
+    }
+}
+
+/// The trailers that end a call whose response had already begun when the
+/// gateway gave up on it (the backend failed mid-stream): the only place
+/// left for the status.
+pub fn trailers(status: u16, message: &str) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in status_fields(code_for_status(status), message) {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            map.insert(name, v);
+        }
+    }
+    map
+}
+
+fn status_fields(code: Code, message: &str) -> [(&'static str, String); 2] {
+    [
+        ("grpc-status", (code as u8).to_string()),
+        ("grpc-message", percent_encode(message)),
+    ]
 }
 
 /// `grpc-message` is percent-encoded: bytes outside printable ASCII, and `%`
@@ -80,6 +101,13 @@ mod tests {
         assert_eq!(h.headers["grpc-message"], "rate limited by per_ip");
         assert_eq!(h.headers["content-type"], "application/grpc");
         assert_eq!(h.headers["ratelimit"], "\"per_ip\";r=0;t=1");
+    }
+
+    #[test]
+    fn a_failure_mid_call_becomes_trailers() {
+        let t = trailers(504, "the backend did not answer in time");
+        assert_eq!(t["grpc-status"], "4");
+        assert_eq!(t["grpc-message"], "the backend did not answer in time");
     }
 
     #[test]

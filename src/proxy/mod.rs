@@ -69,6 +69,15 @@ impl Proxy {
         if self.shared.is_draining() {
             session.set_keepalive(None);
         }
+        if session.response_written().is_some() {
+            // The backend failed mid-call: the status goes in the trailers.
+            let trailers = grpc::trailers(header.status.as_u16(), message);
+            return session
+                .as_mut()
+                .response_duplex_vec(vec![HttpTask::Trailer(Some(Box::new(trailers)))])
+                .await
+                .map(|_| ());
+        }
         grpc::to_trailers_only(&mut header, message);
         // One HEADERS frame with END_STREAM: Pingora's `write_response_header`
         // drops its end flag, and a gRPC client reads a status that arrives
