@@ -7,7 +7,8 @@
 //!     cargo run --release --example bare_pingora -- -c pingora.yaml
 //! ```
 //! Server keys (`threads`, `work_stealing`, ...) come from Pingora's own
-//! `-c` file, exactly as sluice takes them.
+//! `-c` file, exactly as sluice takes them. `BARE_H2C=1` also accepts HTTP/2
+//! with prior knowledge, as a sluice listener with `h2c: true` does.
 
 use std::sync::Arc;
 
@@ -47,6 +48,13 @@ fn main() {
     let upstreams =
         LoadBalancer::try_from_iter(backends.split(',').map(str::trim)).expect("BARE_BACKENDS");
     let mut lb = pingora_proxy::http_proxy_service(&server.configuration, Lb(Arc::new(upstreams)));
+    if std::env::var_os("BARE_H2C").is_some() {
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = lb.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     lb.add_tcp(&listen);
     server.add_service(lb);
     server.run_forever();

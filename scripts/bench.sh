@@ -15,15 +15,19 @@
 #   DURATION (10s)       per measurement; a bare number means seconds
 #   CONNECTIONS (64)     wrk connections
 #   WRK_THREADS          wrk threads: 1 when one CPU is left for load, else 2
+#   H2_CONNECTIONS (10)  h2load connections, scenario (g)
+#   H2_STREAMS (10)      h2load concurrent streams per connection, scenario (g)
 #   SLUICE_WORK_STEALING (false) Pingora's work_stealing for sluice and bare Pingora
-#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend
+#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2
 #   PROXIES              subset of: nginx haproxy pingora sluice
 #   SKIP_BUILD           set to use the release binaries already in target/release
 #
 # Scenarios (a) and (b) run all four proxies; (c), (d) and (e) only sluice.
 # Scenario (f) puts sluice in front of three backends, one of them ten times
 # slower (SLOW_MS, default 10 ms, against FAST_MS, 1 ms), and compares the tail
-# latency of round_robin, least_conn and load_aware.
+# latency of round_robin, least_conn and load_aware. Scenario (g) is HTTP/2 with
+# prior knowledge (h2c) from h2load, H2_CONNECTIONS x H2_STREAMS, to nginx, bare
+# Pingora and sluice (HTTP/1.1 to the backends, as in (a)); HAProxy is not in it.
 # With two or more CPUs, every proxy runs on CPU 0 and wrk and the backends on
 # the others, so the proxies compete for one core and nothing else does.
 set -euo pipefail
@@ -43,7 +47,9 @@ if [ -z "${SLUICE_WORK_STEALING:-}" ]; then
 else
     WORK_STEALING_WHY="set by SLUICE_WORK_STEALING"
 fi
-SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend}
+SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2}
+H2_CONNECTIONS=${H2_CONNECTIONS:-10}
+H2_STREAMS=${H2_STREAMS:-10}
 FAST_MS=${FAST_MS:-1}
 SLOW_MS=${SLOW_MS:-10}
 PROXIES=${PROXIES:-nginx haproxy pingora sluice}
@@ -148,7 +154,7 @@ check() {
 source "$HERE/render.sh"
 
 # --- backends ---------------------------------------------------------------------
-mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 15)
+mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 18)
 BACKEND1=127.0.0.1:${PORTS[0]}
 BACKEND2=127.0.0.1:${PORTS[1]}
 start echo-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND1" echo-1
@@ -161,25 +167,38 @@ declare -A ADDR # instance -> listen address
 NOTES=()
 common=(RUN="$RUN" BACKEND1="$BACKEND1" BACKEND2="$BACKEND2")
 
-sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS
+sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
     render "$HERE/sluice.yaml.in" "$RUN/sluice-$1.yaml" "${common[@]}" NAME="$1" \
-        LISTEN="127.0.0.1:$2" BALANCE="$3" ROUTE_LIMITS="$4" \
+        LISTEN="${5:-127.0.0.1:$2}" BALANCE="$3" ROUTE_LIMITS="$4" \
         WORK_STEALING="$SLUICE_WORK_STEALING"
 }
-start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS
+start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
     sluice_config "$@"
     "$BIN/sluice" -t -c "$RUN/sluice-$1.yaml" >/dev/null || die "sluice -t refused $RUN/sluice-$1.yaml"
     RUST_LOG=warn start "sluice-$1" "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-$1.yaml"
     ADDR[sluice-$1]=127.0.0.1:$2
 }
 
-if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k; then
+# nginx 1.25.1 replaced `listen ... http2` with `http2 on`; on plaintext both
+# mean HTTP/2 with prior knowledge (the older form: HTTP/2 only on that port).
+NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]} http2"
+NGINX_HTTP2_ON=""
+nginx_version=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p' | head -n1 || true)
+if [ -n "$nginx_version" ] && [ "$(printf '%s\n1.25.1\n' "$nginx_version" | sort -V | head -n1)" = 1.25.1 ]; then
+    NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]}"
+    NGINX_HTTP2_ON="http2 on;"
+fi
+
+if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2; then
     if has "$PROXIES" nginx; then
         mkdir -p "$RUN/nginx-tmp"
-        render "$HERE/nginx.conf.in" "$RUN/nginx.conf" "${common[@]}" LISTEN="127.0.0.1:${PORTS[2]}"
+        render "$HERE/nginx.conf.in" "$RUN/nginx.conf" "${common[@]}" LISTEN="127.0.0.1:${PORTS[2]}" \
+            LISTEN_H2="$NGINX_H2_LISTEN" HTTP2_ON="$NGINX_HTTP2_ON"
         "$NGINX" -t -q -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         start nginx "${PROXY_PIN[@]}" "$NGINX" -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         ADDR[nginx]=127.0.0.1:${PORTS[2]}
+        ADDR[nginx-h2]=127.0.0.1:${PORTS[15]}
+        PID_nginx_h2=$PID_nginx
     fi
     if has "$PROXIES" haproxy; then
         render "$HERE/haproxy.cfg.in" "$RUN/haproxy.cfg" "${common[@]}" LISTEN="127.0.0.1:${PORTS[3]}"
@@ -195,6 +214,22 @@ if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k; then
         ADDR[pingora]=127.0.0.1:${PORTS[4]}
     fi
     has "$PROXIES" sluice && start_sluice plain "${PORTS[5]}" round_robin ""
+fi
+if has "$SCENARIOS" g_h2; then
+    if has "$PROXIES" pingora; then
+        render "$HERE/pingora.yaml.in" "$RUN/pingora-h2.yaml" "${common[@]}" \
+            WORK_STEALING="$SLUICE_WORK_STEALING"
+        sed -i "s|$RUN/pingora\.|$RUN/pingora-h2.|g" "$RUN/pingora-h2.yaml"
+        BARE_LISTEN=127.0.0.1:${PORTS[16]} BARE_BACKENDS="$BACKEND1,$BACKEND2" BARE_H2C=1 \
+            RUST_LOG=warn start pingora-h2 "${PROXY_PIN[@]}" "$BIN/examples/bare_pingora" \
+            -c "$RUN/pingora-h2.yaml"
+        ADDR[pingora-h2]=127.0.0.1:${PORTS[16]}
+    fi
+    if has "$PROXIES" sluice; then
+        # (a)'s gateway, its listener taking HTTP/2 with prior knowledge too.
+        start_sluice h2 "${PORTS[17]}" round_robin "" \
+            "{ address: 127.0.0.1:${PORTS[17]}, h2c: true }"
+    fi
 fi
 if has "$PROXIES" sluice; then
     has "$SCENARIOS" c_admit && start_sluice admit "${PORTS[6]}" round_robin "admit_per_ip, admit_per_key"
@@ -260,7 +295,13 @@ for scenario in $SCENARIOS; do
         plan+=("f_slow_backend sluice_lc sluice-f_least_conn $SMALL_PATH 200 -")
         plan+=("f_slow_backend sluice_la sluice-f_load_aware $SMALL_PATH 200 -")
         ;;
-    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend)" ;;
+    g_h2)
+        for proxy in $PROXIES; do
+            [ "$proxy" = haproxy ] && continue
+            plan+=("g_h2 $proxy $proxy-h2 $SMALL_PATH 200 h2")
+        done
+        ;;
+    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2)" ;;
     esac
 done
 
@@ -273,6 +314,9 @@ done
     echo "nginx=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/|nginx |p' | head -n1 || true)"
     echo "haproxy=$("$HAPROXY" -v 2>&1 | head -n1 | awk '{print "HAProxy " $3}' || true)"
     echo "wrk=$(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}' || true)"
+    echo "h2load=$(h2load --version 2>&1 | head -n1 | awk '{print "h2load " $2}' || true)"
+    echo "h2_connections=$H2_CONNECTIONS"
+    echo "h2_streams=$H2_STREAMS"
     echo "rustc=$(rustc -V)"
     echo "pingora=$(awk '$0 == "name = \"pingora\"" {getline; gsub(/"/, "", $3); print $3}' Cargo.lock)"
     echo "sluice=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')"
@@ -299,20 +343,33 @@ for round in $(seq "$ROUNDS"); do
         url="http://${ADDR[$instance]}$path"
         extra=()
         [ "$header" = key ] && extra=(-H "$API_KEY_HEADER")
+        [ "$header" = h2 ] && extra=(--http2-prior-knowledge)
         check "$instance" "$url" "$want" "${extra[@]}"
         pidvar="PID_${instance//-/_}"
         raw="$OUT/raw/r$round-$scenario-$proxy.txt"
         echo "bench: round $round/$ROUNDS, $scenario, $proxy" >&2
         cpu0=$(python3 "$HERE/proc_cpu.py" "${!pidvar}")
         t0=$(date +%s.%N)
-        "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
-            "${extra[@]}" "$url" >"$raw" 2>&1 || die "wrk failed; see $raw"
+        if [ "$header" = h2 ]; then
+            "${LOAD_PIN[@]}" h2load -t"$WRK_THREADS" -c"$H2_CONNECTIONS" -m"$H2_STREAMS" \
+                -D"$DURATION" --log-file="$raw.log" "$url" >"$raw" 2>&1 ||
+                die "h2load failed; see $raw"
+        else
+            "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+                "${extra[@]}" "$url" >"$raw" 2>&1 || die "wrk failed; see $raw"
+        fi
         t1=$(date +%s.%N)
         cpu1=$(python3 "$HERE/proc_cpu.py" "${!pidvar}")
         cpu_pct=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
             'BEGIN { printf "%.1f", 100 * (b - a) / (e - s) }')
-        python3 "$HERE/parse_wrk.py" "$raw" "$round" "$scenario" "$proxy" "$cpu_pct" \
-            >>"$OUT/results.csv"
+        if [ "$header" = h2 ]; then
+            python3 "$HERE/parse_h2load.py" "$raw" "$raw.log" "$round" "$scenario" "$proxy" \
+                "$cpu_pct" >>"$OUT/results.csv"
+            rm -f "$raw.log"
+        else
+            python3 "$HERE/parse_wrk.py" "$raw" "$round" "$scenario" "$proxy" "$cpu_pct" \
+                >>"$OUT/results.csv"
+        fi
     done
 done
 

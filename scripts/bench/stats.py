@@ -14,6 +14,7 @@ SCENARIOS = [
     ("d_reject", "(d) limits, all rejected (429)"),
     ("e_load_aware", "(e) load_aware balance"),
     ("f_slow_backend", "(f) one backend 10x slower"),
+    ("g_h2", "(g) HTTP/2 (h2c), streams"),
 ]
 PROXIES = [
     ("nginx", "nginx"),
