@@ -18,7 +18,7 @@
 #   H2_CONNECTIONS (10)  h2load connections, scenario (g)
 #   H2_STREAMS (10)      h2load concurrent streams per connection, scenario (g)
 #   SLUICE_WORK_STEALING (false) Pingora's work_stealing for sluice and bare Pingora
-#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2
+#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc
 #   PROXIES              subset of: nginx haproxy pingora sluice
 #   SKIP_BUILD           set to use the release binaries already in target/release
 #
@@ -28,6 +28,9 @@
 # latency of round_robin, least_conn and load_aware. Scenario (g) is HTTP/2 with
 # prior knowledge (h2c) from h2load, H2_CONNECTIONS x H2_STREAMS, to nginx, bare
 # Pingora and sluice (HTTP/1.1 to the backends, as in (a)); HAProxy is not in it.
+# Scenario (h) is gRPC unary calls (grpc.health.v1.Health/Check) from h2load, the
+# same shape, through nginx (grpc_pass), bare Pingora and sluice, h2c on both
+# sides, to two gRPC backends (examples/grpc_backend.rs).
 # With two or more CPUs, every proxy runs on CPU 0 and wrk and the backends on
 # the others, so the proxies compete for one core and nothing else does.
 set -euo pipefail
@@ -47,7 +50,7 @@ if [ -z "${SLUICE_WORK_STEALING:-}" ]; then
 else
     WORK_STEALING_WHY="set by SLUICE_WORK_STEALING"
 fi
-SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2}
+SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc}
 H2_CONNECTIONS=${H2_CONNECTIONS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
 FAST_MS=${FAST_MS:-1}
@@ -59,6 +62,7 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 SMALL_PATH="/bench?size=128"
 LARGE_PATH="/bench?size=16384"
 API_KEY_HEADER="x-api-key: bench"
+GRPC_PATH=/grpc.health.v1.Health/Check
 
 die() {
     echo "bench: $*" >&2
@@ -154,18 +158,30 @@ check() {
 source "$HERE/render.sh"
 
 # --- backends ---------------------------------------------------------------------
-mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 18)
+mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 23)
 BACKEND1=127.0.0.1:${PORTS[0]}
 BACKEND2=127.0.0.1:${PORTS[1]}
 start echo-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND1" echo-1
 start echo-2 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND2" echo-2
 check echo-1 "http://$BACKEND1/health" 200
 check echo-2 "http://$BACKEND2/health" 200
+GRPC1=127.0.0.1:${PORTS[18]}
+GRPC2=127.0.0.1:${PORTS[19]}
+# A framed, empty HealthCheckRequest: the whole server's health.
+printf '\0\0\0\0\0' >"$RUN/grpc-check.bin"
+GRPC_CURL=(--http2-prior-knowledge -X POST -H "content-type: application/grpc" -H "te: trailers"
+    --data-binary "@$RUN/grpc-check.bin")
+if has "$SCENARIOS" h_grpc; then
+    start grpc-1 "${LOAD_PIN[@]}" "$BIN/examples/grpc_backend" "$GRPC1"
+    start grpc-2 "${LOAD_PIN[@]}" "$BIN/examples/grpc_backend" "$GRPC2"
+    check grpc-1 "http://$GRPC1$GRPC_PATH" 200 "${GRPC_CURL[@]}"
+    check grpc-2 "http://$GRPC2$GRPC_PATH" 200 "${GRPC_CURL[@]}"
+fi
 
 # --- proxies: every instance a scenario needs, started once, idle between runs ----
 declare -A ADDR # instance -> listen address
 NOTES=()
-common=(RUN="$RUN" BACKEND1="$BACKEND1" BACKEND2="$BACKEND2")
+common=(RUN="$RUN" BACKEND1="$BACKEND1" BACKEND2="$BACKEND2" GRPC1="$GRPC1" GRPC2="$GRPC2")
 
 sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
     render "$HERE/sluice.yaml.in" "$RUN/sluice-$1.yaml" "${common[@]}" NAME="$1" \
@@ -182,23 +198,28 @@ start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
 # nginx 1.25.1 replaced `listen ... http2` with `http2 on`; on plaintext both
 # mean HTTP/2 with prior knowledge (the older form: HTTP/2 only on that port).
 NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]} http2"
+NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[20]} http2"
 NGINX_HTTP2_ON=""
 nginx_version=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p' | head -n1 || true)
 if [ -n "$nginx_version" ] && [ "$(printf '%s\n1.25.1\n' "$nginx_version" | sort -V | head -n1)" = 1.25.1 ]; then
     NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]}"
+    NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[20]}"
     NGINX_HTTP2_ON="http2 on;"
 fi
 
-if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2; then
+if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2 ||
+    has "$SCENARIOS" h_grpc; then
     if has "$PROXIES" nginx; then
         mkdir -p "$RUN/nginx-tmp"
         render "$HERE/nginx.conf.in" "$RUN/nginx.conf" "${common[@]}" LISTEN="127.0.0.1:${PORTS[2]}" \
-            LISTEN_H2="$NGINX_H2_LISTEN" HTTP2_ON="$NGINX_HTTP2_ON"
+            LISTEN_H2="$NGINX_H2_LISTEN" LISTEN_GRPC="$NGINX_GRPC_LISTEN" HTTP2_ON="$NGINX_HTTP2_ON"
         "$NGINX" -t -q -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         start nginx "${PROXY_PIN[@]}" "$NGINX" -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         ADDR[nginx]=127.0.0.1:${PORTS[2]}
         ADDR[nginx-h2]=127.0.0.1:${PORTS[15]}
+        ADDR[nginx-grpc]=127.0.0.1:${PORTS[20]}
         PID_nginx_h2=$PID_nginx
+        PID_nginx_grpc=$PID_nginx
     fi
     if has "$PROXIES" haproxy; then
         render "$HERE/haproxy.cfg.in" "$RUN/haproxy.cfg" "${common[@]}" LISTEN="127.0.0.1:${PORTS[3]}"
@@ -229,6 +250,24 @@ if has "$SCENARIOS" g_h2; then
         # (a)'s gateway, its listener taking HTTP/2 with prior knowledge too.
         start_sluice h2 "${PORTS[17]}" round_robin "" \
             "{ address: 127.0.0.1:${PORTS[17]}, h2c: true }"
+    fi
+fi
+if has "$SCENARIOS" h_grpc; then
+    if has "$PROXIES" pingora; then
+        render "$HERE/pingora.yaml.in" "$RUN/pingora-grpc.yaml" "${common[@]}" \
+            WORK_STEALING="$SLUICE_WORK_STEALING"
+        sed -i "s|$RUN/pingora\.|$RUN/pingora-grpc.|g" "$RUN/pingora-grpc.yaml"
+        BARE_LISTEN=127.0.0.1:${PORTS[21]} BARE_BACKENDS="$GRPC1,$GRPC2" BARE_H2C=1 \
+            BARE_UPSTREAM_H2C=1 RUST_LOG=warn start pingora-grpc "${PROXY_PIN[@]}" \
+            "$BIN/examples/bare_pingora" -c "$RUN/pingora-grpc.yaml"
+        ADDR[pingora-grpc]=127.0.0.1:${PORTS[21]}
+    fi
+    if has "$PROXIES" sluice; then
+        render "$HERE/sluice-grpc.yaml.in" "$RUN/sluice-grpc.yaml" "${common[@]}" \
+            LISTEN="127.0.0.1:${PORTS[22]}" WORK_STEALING="$SLUICE_WORK_STEALING"
+        "$BIN/sluice" -t -c "$RUN/sluice-grpc.yaml" >/dev/null || die "sluice -t refused $RUN/sluice-grpc.yaml"
+        RUST_LOG=warn start sluice-grpc "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-grpc.yaml"
+        ADDR[sluice-grpc]=127.0.0.1:${PORTS[22]}
     fi
 fi
 if has "$PROXIES" sluice; then
@@ -301,7 +340,13 @@ for scenario in $SCENARIOS; do
             plan+=("g_h2 $proxy $proxy-h2 $SMALL_PATH 200 h2")
         done
         ;;
-    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2)" ;;
+    h_grpc)
+        for proxy in $PROXIES; do
+            [ "$proxy" = haproxy ] && continue
+            plan+=("h_grpc $proxy $proxy-grpc $GRPC_PATH 200 grpc")
+        done
+        ;;
+    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc)" ;;
     esac
 done
 
@@ -344,15 +389,19 @@ for round in $(seq "$ROUNDS"); do
         extra=()
         [ "$header" = key ] && extra=(-H "$API_KEY_HEADER")
         [ "$header" = h2 ] && extra=(--http2-prior-knowledge)
+        [ "$header" = grpc ] && extra=("${GRPC_CURL[@]}")
         check "$instance" "$url" "$want" "${extra[@]}"
         pidvar="PID_${instance//-/_}"
         raw="$OUT/raw/r$round-$scenario-$proxy.txt"
         echo "bench: round $round/$ROUNDS, $scenario, $proxy" >&2
         cpu0=$(python3 "$HERE/proc_cpu.py" "${!pidvar}")
         t0=$(date +%s.%N)
-        if [ "$header" = h2 ]; then
+        if [ "$header" = h2 ] || [ "$header" = grpc ]; then
+            grpc_args=()
+            [ "$header" = grpc ] && grpc_args=(-d "$RUN/grpc-check.bin"
+                -H "content-type: application/grpc" -H "te: trailers")
             "${LOAD_PIN[@]}" h2load -t"$WRK_THREADS" -c"$H2_CONNECTIONS" -m"$H2_STREAMS" \
-                -D"$DURATION" --log-file="$raw.log" "$url" >"$raw" 2>&1 ||
+                -D"$DURATION" --log-file="$raw.log" "${grpc_args[@]}" "$url" >"$raw" 2>&1 ||
                 die "h2load failed; see $raw"
         else
             "${LOAD_PIN[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
@@ -362,7 +411,7 @@ for round in $(seq "$ROUNDS"); do
         cpu1=$(python3 "$HERE/proc_cpu.py" "${!pidvar}")
         cpu_pct=$(awk -v a="$cpu0" -v b="$cpu1" -v s="$t0" -v e="$t1" \
             'BEGIN { printf "%.1f", 100 * (b - a) / (e - s) }')
-        if [ "$header" = h2 ]; then
+        if [ "$header" = h2 ] || [ "$header" = grpc ]; then
             python3 "$HERE/parse_h2load.py" "$raw" "$raw.log" "$round" "$scenario" "$proxy" \
                 "$cpu_pct" >>"$OUT/results.csv"
             rm -f "$raw.log"

@@ -38,7 +38,8 @@ def parse(text, log_lines):
     statuses = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
     ok = int(statuses.group(1)) if statuses else 0
     out["requests"] = done
-    out["non_2xx"] = done - ok
+    # h2load can count a response whose request it then calls errored.
+    out["non_2xx"] = max(0, done - ok)
     # `failed` counts non-2xx answers too; only the rest are transport errors.
     out["socket_errors"] = max(0, failed - out["non_2xx"]) + errored + timeout
     durations = []

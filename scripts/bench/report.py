@@ -48,7 +48,7 @@ def table(summary):
         # (a) and (b) compare with nginx on the same scenario; the sluice-only
         # scenarios with nginx's (a), the same request without limits, and with
         # sluice's own (a), which tells what the feature costs.
-        own = ("a_small", "b_16k", "g_h2")
+        own = ("a_small", "b_16k", "g_h2", "h_grpc")
         base = "a_small" if scenario not in own else scenario
         nginx = summary.get((base, "nginx"))
         vs_nginx = ratio(s["rps"], nginx["rps"]) if nginx else "–"
@@ -146,7 +146,10 @@ def section(summary, meta, notes, chart):
         f"-D{m('duration', '?')}`, HTTP/2 with prior knowledge (h2c) to nginx "
         "(`http2` listener), bare Pingora (`h2c`) and sluice (`h2c: true`), HTTP/1.1 "
         "from each to the backends; percentiles from h2load's per-request log. HAProxy "
-        "is left out of (g).",
+        "is left out of (g). (h): the same h2load shape sending gRPC unary calls "
+        "(`grpc.health.v1.Health/Check`, an empty request) through nginx (`grpc_pass`), "
+        "bare Pingora and sluice, h2c on both sides, to two tonic backends "
+        "(`examples/grpc_backend.rs`).",
         END,
     ]
     return "\n".join(out) + "\n"

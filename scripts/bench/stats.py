@@ -15,6 +15,7 @@ SCENARIOS = [
     ("e_load_aware", "(e) load_aware balance"),
     ("f_slow_backend", "(f) one backend 10x slower"),
     ("g_h2", "(g) HTTP/2 (h2c), streams"),
+    ("h_grpc", "(h) gRPC unary (h2c)"),
 ]
 PROXIES = [
     ("nginx", "nginx"),
