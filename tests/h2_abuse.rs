@@ -138,6 +138,19 @@ async fn the_stream_limit_is_advertised_and_enforced() {
     answered.sort();
     assert_eq!(answered, [1, 3, 5]);
     assert_eq!(refused, [(7, REFUSED_STREAM)]);
+
+    // Pingora takes the limit with the listeners: a reload says so.
+    gw.rewrite(&format!(
+        "h2_max_streams: 5\nupstreams:\n  a:\n    backends: [{a}]\nroutes:\n  - upstream: a\n"
+    ));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["needs_upgrade"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|w| w == "h2_max_streams")),
+        "{answer}"
+    );
 }
 
 /// Serves `n` requests one after another over HTTP/1.1 while something else
