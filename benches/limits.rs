@@ -19,7 +19,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sluice::keys::KeySpec;
 use sluice::limits::{
-    admit, Algorithm, Clock, LimitSpec, Limiter, MonotonicClock, OnMissing, TokenBucket,
+    admit, Algorithm, Clock, LimitSpec, Limiter, MonotonicClock, OnMissing, StoreSpec, TokenBucket,
 };
 
 const KEYS: usize = 100_000;
@@ -32,6 +32,7 @@ fn limiter(name: &str, algorithm: Algorithm) -> Limiter {
         shadow: false,
         on_missing: OnMissing::Shared,
         status: 429,
+        store: StoreSpec::Local,
         max_keys: 2 * KEYS,
     })
 }

@@ -1,4 +1,4 @@
-//! A gRPC backend for `scripts/bench.sh` scenario (h): tonic serving
+//! A gRPC backend for `scripts/bench.sh` scenario (i): tonic serving
 //! `grpc.health.v1.Health` (from tonic-health) over h2c, which answers
 //! `Check` for the server ("") with SERVING.
 //!

@@ -15,22 +15,26 @@
 #   DURATION (10s)       per measurement; a bare number means seconds
 #   CONNECTIONS (64)     wrk connections
 #   WRK_THREADS          wrk threads: 1 when one CPU is left for load, else 2
-#   H2_CONNECTIONS (10)  h2load connections, scenario (g)
-#   H2_STREAMS (10)      h2load concurrent streams per connection, scenario (g)
+#   H2_CONNECTIONS (10)  h2load connections, scenarios (h) and (i)
+#   H2_STREAMS (10)      h2load concurrent streams per connection, scenarios (h) and (i)
 #   SLUICE_WORK_STEALING (false) Pingora's work_stealing for sluice and bare Pingora
-#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc
+#   SCENARIOS            subset of: a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis h_h2 i_grpc
 #   PROXIES              subset of: nginx haproxy pingora sluice
 #   SKIP_BUILD           set to use the release binaries already in target/release
 #
 # Scenarios (a) and (b) run all four proxies; (c), (d) and (e) only sluice.
 # Scenario (f) puts sluice in front of three backends, one of them ten times
 # slower (SLOW_MS, default 10 ms, against FAST_MS, 1 ms), and compares the tail
-# latency of round_robin, least_conn and load_aware. Scenario (g) is HTTP/2 with
-# prior knowledge (h2c) from h2load, H2_CONNECTIONS x H2_STREAMS, to nginx, bare
-# Pingora and sluice (HTTP/1.1 to the backends, as in (a)); HAProxy is not in it.
-# Scenario (h) is gRPC unary calls (grpc.health.v1.Health/Check) from h2load, the
-# same shape, through nginx (grpc_pass), bare Pingora and sluice, h2c on both
-# sides, to two gRPC backends (examples/grpc_backend.rs).
+# latency of round_robin, least_conn and load_aware.
+# Scenario (g) is (c) with both limits kept in a local redis-server
+# (`store: redis`), and also times single decisions against that Redis
+# (`cargo bench --bench redis_store`: p50/p99 per algorithm, into the notes).
+# Scenario (h) is HTTP/2 with prior knowledge (h2c) from h2load, H2_CONNECTIONS x
+# H2_STREAMS, to nginx, bare Pingora and sluice (HTTP/1.1 to the backends, as in
+# (a)); HAProxy is not in it. Scenario (i) is gRPC unary calls
+# (grpc.health.v1.Health/Check) from h2load, the same shape, through nginx
+# (grpc_pass), bare Pingora and sluice, h2c on both sides, to two gRPC backends
+# (examples/grpc_backend.rs).
 # With two or more CPUs, every proxy runs on CPU 0 and wrk and the backends on
 # the others, so the proxies compete for one core and nothing else does.
 set -euo pipefail
@@ -50,7 +54,7 @@ if [ -z "${SLUICE_WORK_STEALING:-}" ]; then
 else
     WORK_STEALING_WHY="set by SLUICE_WORK_STEALING"
 fi
-SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc}
+SCENARIOS=${SCENARIOS:-a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis h_h2 i_grpc}
 H2_CONNECTIONS=${H2_CONNECTIONS:-10}
 H2_STREAMS=${H2_STREAMS:-10}
 FAST_MS=${FAST_MS:-1}
@@ -158,20 +162,20 @@ check() {
 source "$HERE/render.sh"
 
 # --- backends ---------------------------------------------------------------------
-mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 23)
+mapfile -t PORTS < <(python3 "$HERE/free_ports.py" 25)
 BACKEND1=127.0.0.1:${PORTS[0]}
 BACKEND2=127.0.0.1:${PORTS[1]}
 start echo-1 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND1" echo-1
 start echo-2 "${LOAD_PIN[@]}" "$BIN/sluice-echo" "$BACKEND2" echo-2
 check echo-1 "http://$BACKEND1/health" 200
 check echo-2 "http://$BACKEND2/health" 200
-GRPC1=127.0.0.1:${PORTS[18]}
-GRPC2=127.0.0.1:${PORTS[19]}
+GRPC1=127.0.0.1:${PORTS[20]}
+GRPC2=127.0.0.1:${PORTS[21]}
 # A framed, empty HealthCheckRequest: the whole server's health.
 printf '\0\0\0\0\0' >"$RUN/grpc-check.bin"
 GRPC_CURL=(--http2-prior-knowledge -X POST -H "content-type: application/grpc" -H "te: trailers"
     --data-binary "@$RUN/grpc-check.bin")
-if has "$SCENARIOS" h_grpc; then
+if has "$SCENARIOS" i_grpc; then
     start grpc-1 "${LOAD_PIN[@]}" "$BIN/examples/grpc_backend" "$GRPC1"
     start grpc-2 "${LOAD_PIN[@]}" "$BIN/examples/grpc_backend" "$GRPC2"
     check grpc-1 "http://$GRPC1$GRPC_PATH" 200 "${GRPC_CURL[@]}"
@@ -183,12 +187,19 @@ declare -A ADDR # instance -> listen address
 NOTES=()
 common=(RUN="$RUN" BACKEND1="$BACKEND1" BACKEND2="$BACKEND2" GRPC1="$GRPC1" GRPC2="$GRPC2")
 
-sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
+sluice_config() { # NAME PORT BALANCE ROUTE_LIMITS [REDIS_ADDR [LISTEN_ITEM]]
+    local redis="# no shared store" per_ip="# -" per_key="# -"
+    if [ -n "${5:-}" ]; then
+        redis="redis: { url: 'redis://$5/0', decision_timeout: 50ms }"
+        per_ip="shared_per_ip: { algorithm: token_bucket, key: client_ip, capacity: 1000000000, fill_rate: 1000000000, store: redis }"
+        per_key="shared_per_key: { algorithm: sliding_window, key: 'header:x-api-key', limit: 4000000000, window: 60s, store: redis }"
+    fi
     render "$HERE/sluice.yaml.in" "$RUN/sluice-$1.yaml" "${common[@]}" NAME="$1" \
-        LISTEN="${5:-127.0.0.1:$2}" BALANCE="$3" ROUTE_LIMITS="$4" \
-        WORK_STEALING="$SLUICE_WORK_STEALING"
+        LISTEN="${6:-127.0.0.1:$2}" BALANCE="$3" ROUTE_LIMITS="$4" \
+        WORK_STEALING="$SLUICE_WORK_STEALING" REDIS="$redis" SHARED_PER_IP="$per_ip" \
+        SHARED_PER_KEY="$per_key"
 }
-start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
+start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [REDIS_ADDR [LISTEN_ITEM]]
     sluice_config "$@"
     "$BIN/sluice" -t -c "$RUN/sluice-$1.yaml" >/dev/null || die "sluice -t refused $RUN/sluice-$1.yaml"
     RUST_LOG=warn start "sluice-$1" "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-$1.yaml"
@@ -197,18 +208,18 @@ start_sluice() { # NAME PORT BALANCE ROUTE_LIMITS [LISTEN_ITEM]
 
 # nginx 1.25.1 replaced `listen ... http2` with `http2 on`; on plaintext both
 # mean HTTP/2 with prior knowledge (the older form: HTTP/2 only on that port).
-NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]} http2"
-NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[20]} http2"
+NGINX_H2_LISTEN="127.0.0.1:${PORTS[17]} http2"
+NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[22]} http2"
 NGINX_HTTP2_ON=""
 nginx_version=$("$NGINX" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p' | head -n1 || true)
 if [ -n "$nginx_version" ] && [ "$(printf '%s\n1.25.1\n' "$nginx_version" | sort -V | head -n1)" = 1.25.1 ]; then
-    NGINX_H2_LISTEN="127.0.0.1:${PORTS[15]}"
-    NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[20]}"
+    NGINX_H2_LISTEN="127.0.0.1:${PORTS[17]}"
+    NGINX_GRPC_LISTEN="127.0.0.1:${PORTS[22]}"
     NGINX_HTTP2_ON="http2 on;"
 fi
 
-if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2 ||
-    has "$SCENARIOS" h_grpc; then
+if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" h_h2 ||
+    has "$SCENARIOS" i_grpc; then
     if has "$PROXIES" nginx; then
         mkdir -p "$RUN/nginx-tmp"
         render "$HERE/nginx.conf.in" "$RUN/nginx.conf" "${common[@]}" LISTEN="127.0.0.1:${PORTS[2]}" \
@@ -216,8 +227,8 @@ if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2 |
         "$NGINX" -t -q -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         start nginx "${PROXY_PIN[@]}" "$NGINX" -p "$RUN" -e "$RUN/nginx-error.log" -c "$RUN/nginx.conf"
         ADDR[nginx]=127.0.0.1:${PORTS[2]}
-        ADDR[nginx-h2]=127.0.0.1:${PORTS[15]}
-        ADDR[nginx-grpc]=127.0.0.1:${PORTS[20]}
+        ADDR[nginx-h2]=127.0.0.1:${PORTS[17]}
+        ADDR[nginx-grpc]=127.0.0.1:${PORTS[22]}
         PID_nginx_h2=$PID_nginx
         PID_nginx_grpc=$PID_nginx
     fi
@@ -236,43 +247,53 @@ if has "$SCENARIOS" a_small || has "$SCENARIOS" b_16k || has "$SCENARIOS" g_h2 |
     fi
     has "$PROXIES" sluice && start_sluice plain "${PORTS[5]}" round_robin ""
 fi
-if has "$SCENARIOS" g_h2; then
+if has "$SCENARIOS" h_h2; then
     if has "$PROXIES" pingora; then
         render "$HERE/pingora.yaml.in" "$RUN/pingora-h2.yaml" "${common[@]}" \
             WORK_STEALING="$SLUICE_WORK_STEALING"
         sed -i "s|$RUN/pingora\.|$RUN/pingora-h2.|g" "$RUN/pingora-h2.yaml"
-        BARE_LISTEN=127.0.0.1:${PORTS[16]} BARE_BACKENDS="$BACKEND1,$BACKEND2" BARE_H2C=1 \
+        BARE_LISTEN=127.0.0.1:${PORTS[18]} BARE_BACKENDS="$BACKEND1,$BACKEND2" BARE_H2C=1 \
             RUST_LOG=warn start pingora-h2 "${PROXY_PIN[@]}" "$BIN/examples/bare_pingora" \
             -c "$RUN/pingora-h2.yaml"
-        ADDR[pingora-h2]=127.0.0.1:${PORTS[16]}
+        ADDR[pingora-h2]=127.0.0.1:${PORTS[18]}
     fi
     if has "$PROXIES" sluice; then
         # (a)'s gateway, its listener taking HTTP/2 with prior knowledge too.
-        start_sluice h2 "${PORTS[17]}" round_robin "" \
-            "{ address: 127.0.0.1:${PORTS[17]}, h2c: true }"
+        start_sluice h2 "${PORTS[19]}" round_robin "" "" \
+            "{ address: 127.0.0.1:${PORTS[19]}, h2c: true }"
     fi
 fi
-if has "$SCENARIOS" h_grpc; then
+if has "$SCENARIOS" i_grpc; then
     if has "$PROXIES" pingora; then
         render "$HERE/pingora.yaml.in" "$RUN/pingora-grpc.yaml" "${common[@]}" \
             WORK_STEALING="$SLUICE_WORK_STEALING"
         sed -i "s|$RUN/pingora\.|$RUN/pingora-grpc.|g" "$RUN/pingora-grpc.yaml"
-        BARE_LISTEN=127.0.0.1:${PORTS[21]} BARE_BACKENDS="$GRPC1,$GRPC2" BARE_H2C=1 \
+        BARE_LISTEN=127.0.0.1:${PORTS[23]} BARE_BACKENDS="$GRPC1,$GRPC2" BARE_H2C=1 \
             BARE_UPSTREAM_H2C=1 RUST_LOG=warn start pingora-grpc "${PROXY_PIN[@]}" \
             "$BIN/examples/bare_pingora" -c "$RUN/pingora-grpc.yaml"
-        ADDR[pingora-grpc]=127.0.0.1:${PORTS[21]}
+        ADDR[pingora-grpc]=127.0.0.1:${PORTS[23]}
     fi
     if has "$PROXIES" sluice; then
         render "$HERE/sluice-grpc.yaml.in" "$RUN/sluice-grpc.yaml" "${common[@]}" \
-            LISTEN="127.0.0.1:${PORTS[22]}" WORK_STEALING="$SLUICE_WORK_STEALING"
+            LISTEN="127.0.0.1:${PORTS[24]}" WORK_STEALING="$SLUICE_WORK_STEALING"
         "$BIN/sluice" -t -c "$RUN/sluice-grpc.yaml" >/dev/null || die "sluice -t refused $RUN/sluice-grpc.yaml"
         RUST_LOG=warn start sluice-grpc "${PROXY_PIN[@]}" "$BIN/sluice" -c "$RUN/sluice-grpc.yaml"
-        ADDR[sluice-grpc]=127.0.0.1:${PORTS[22]}
+        ADDR[sluice-grpc]=127.0.0.1:${PORTS[24]}
     fi
 fi
 if has "$PROXIES" sluice; then
     has "$SCENARIOS" c_admit && start_sluice admit "${PORTS[6]}" round_robin "admit_per_ip, admit_per_key"
     has "$SCENARIOS" d_reject && start_sluice reject "${PORTS[7]}" round_robin "reject_all"
+    if has "$SCENARIOS" g_redis; then
+        REDIS=127.0.0.1:${PORTS[15]}
+        start redis "${LOAD_PIN[@]}" redis-server --port "${PORTS[15]}" --bind 127.0.0.1 \
+            --save "" --appendonly no
+        for _ in $(seq 100); do
+            [ "$(redis-cli -p "${PORTS[15]}" ping 2>/dev/null)" = PONG ] && break
+            sleep 0.1
+        done
+        start_sluice redis "${PORTS[16]}" round_robin "shared_per_ip, shared_per_key" "$REDIS"
+    fi
     if has "$SCENARIOS" f_slow_backend; then
         FAST1=127.0.0.1:${PORTS[9]}
         FAST2=127.0.0.1:${PORTS[10]}
@@ -327,6 +348,19 @@ for scenario in $SCENARIOS; do
         done
         ;;
     c_admit) plan+=("c_admit sluice sluice-admit $SMALL_PATH 200 key") ;;
+    g_redis) plan+=("g_redis sluice sluice-redis $SMALL_PATH 200 key") ;;
+    h_h2)
+        for proxy in $PROXIES; do
+            [ "$proxy" = haproxy ] && continue
+            plan+=("h_h2 $proxy $proxy-h2 $SMALL_PATH 200 h2")
+        done
+        ;;
+    i_grpc)
+        for proxy in $PROXIES; do
+            [ "$proxy" = haproxy ] && continue
+            plan+=("i_grpc $proxy $proxy-grpc $GRPC_PATH 200 grpc")
+        done
+        ;;
     d_reject) plan+=("d_reject sluice sluice-reject $SMALL_PATH 429 -") ;;
     e_load_aware) plan+=("e_load_aware sluice sluice-load_aware $SMALL_PATH 200 -") ;;
     f_slow_backend)
@@ -334,19 +368,7 @@ for scenario in $SCENARIOS; do
         plan+=("f_slow_backend sluice_lc sluice-f_least_conn $SMALL_PATH 200 -")
         plan+=("f_slow_backend sluice_la sluice-f_load_aware $SMALL_PATH 200 -")
         ;;
-    g_h2)
-        for proxy in $PROXIES; do
-            [ "$proxy" = haproxy ] && continue
-            plan+=("g_h2 $proxy $proxy-h2 $SMALL_PATH 200 h2")
-        done
-        ;;
-    h_grpc)
-        for proxy in $PROXIES; do
-            [ "$proxy" = haproxy ] && continue
-            plan+=("h_grpc $proxy $proxy-grpc $GRPC_PATH 200 grpc")
-        done
-        ;;
-    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_h2 h_grpc)" ;;
+    *) die "unknown scenario $scenario (a_small b_16k c_admit d_reject e_load_aware f_slow_backend g_redis h_h2 i_grpc)" ;;
     esac
 done
 
@@ -376,7 +398,6 @@ done
     echo "small_path=$SMALL_PATH"
     echo "large_path=$LARGE_PATH"
     echo "slow_backend=(f): backends answer after $FAST_MS ms, $FAST_MS ms and $SLOW_MS ms"
-    for note in "${NOTES[@]}"; do echo "note=$note"; done
 } >"$OUT/meta.txt"
 
 # --- measurements: round after round, every proxy of a scenario in turn -----------
@@ -421,6 +442,17 @@ for round in $(seq "$ROUNDS"); do
         fi
     done
 done
+
+# --- (g): single decisions against the same Redis, each algorithm --------------------
+if has "$SCENARIOS" g_redis; then
+    rm -f "$OUT/redis_store.csv"
+    "${LOAD_PIN[@]}" cargo bench --bench redis_store -- --csv "$OUT/redis_store.csv" >&2 ||
+        die "cargo bench --bench redis_store failed"
+    while IFS=, read -r alg p50 p99 rate; do
+        NOTES+=("(g) one \`store: redis\` decision, $alg, 16 at once on one thread against a local redis-server: p50 $p50 ms, p99 $p99 ms, $rate decisions/s (\`cargo bench --bench redis_store\`)")
+    done <"$OUT/redis_store.csv"
+fi
+for note in "${NOTES[@]}"; do echo "note=$note"; done >>"$OUT/meta.txt"
 
 # --- report -----------------------------------------------------------------------
 python3 "$HERE/chart.py" "$OUT/results.csv" docs/bench.svg

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing sluice needs on Debian/Ubuntu, if missing:
 # cmake (Pingora's libz-ng-sys), pkg-config and libssl-dev (OpenSSL TLS),
+# redis-server / redis-cli, which the shared-limit tests start themselves, and
 # curl (with HTTP/2) and nghttp2-client (h2load) for the HTTP/2 tests and benchmarks.
 # Sourced by run.sh, test.sh and bench.sh; safe to run again.
 set -euo pipefail
 
-SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl nghttp2-client ${SLUICE_EXTRA_PACKAGES:-})
+SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl redis-server redis-tools nghttp2-client ${SLUICE_EXTRA_PACKAGES:-})
 
 sluice_missing_packages() {
     local missing=()

@@ -90,7 +90,11 @@ pub fn status(gw: &Gateway, now: u64) -> Value {
         .iter()
         .map(|(name, spec)| (name.clone(), describe_limit(spec)))
         .collect();
-    json!({ "routes": routes, "upstreams": upstreams, "limits": limits })
+    let mut out = json!({ "routes": routes, "upstreams": upstreams, "limits": limits });
+    if let Some(store) = &gw.redis {
+        out["redis"] = store.status();
+    }
+    out
 }
 
 fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
@@ -111,6 +115,19 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
     v["key"] = json!(spec.key.to_string());
     v["shadow"] = json!(spec.shadow);
     v["status"] = json!(spec.status);
+    match &spec.store {
+        crate::limits::StoreSpec::Local => v["store"] = json!("local"),
+        crate::limits::StoreSpec::Redis {
+            on_error,
+            lease_ttl,
+        } => {
+            v["store"] = json!("redis");
+            v["on_store_error"] = json!(on_error.as_str());
+            if matches!(spec.algorithm, Algorithm::Concurrency { .. }) {
+                v["lease_ttl_seconds"] = json!(lease_ttl.as_secs_f64());
+            }
+        }
+    }
     v
 }
 

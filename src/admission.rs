@@ -16,7 +16,8 @@ use crate::limits::{self, Decision, Limiter, Verdict};
 type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);
 
 /// Decides a request against its route's limits (the route has at least one).
-pub fn check(
+/// Only a route with a shared limit waits on anything.
+pub async fn check(
     route: &Route,
     req: &RequestHeader,
     client_ip: Option<std::net::IpAddr>,
@@ -39,7 +40,11 @@ pub fn check(
         .zip(&keys)
         .map(|(l, k)| (l.as_ref(), k.as_deref()))
         .collect();
-    let verdict = limits::admit(&pairs, now_nanos);
+    let verdict = if route.limits.iter().any(|l| l.remote().is_some()) {
+        limits::admit_shared(&pairs, now_nanos).await
+    } else {
+        limits::admit(&pairs, now_nanos)
+    };
     for ((limiter, decision), m) in route
         .limits
         .iter()

@@ -14,7 +14,8 @@ use arc_swap::ArcSwap;
 use crate::access_log::AccessLog;
 use crate::config::{Config, RouteSpec};
 use crate::filters::Filter;
-use crate::limits::{Clock, Limiter, MonotonicClock};
+use crate::limits::redis_store::RedisStore;
+use crate::limits::{Clock, Limiter, MonotonicClock, StoreSpec};
 use crate::metrics::{LimitMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
 use crate::upstream::Pool;
@@ -37,6 +38,8 @@ pub struct Gateway {
     pub routes: Vec<Route>,
     pub pools: BTreeMap<String, Arc<Pool>>,
     pub limiters: BTreeMap<String, Arc<Limiter>>,
+    /// The shared store of `store: redis` limits, if the config has one.
+    pub redis: Option<Arc<RedisStore>>,
 }
 
 impl Gateway {
@@ -75,14 +78,38 @@ impl Gateway {
                 (spec.name.clone(), pool)
             })
             .collect();
+        // An unchanged `redis:` section keeps its connections and circuit.
+        let redis =
+            config
+                .redis
+                .as_ref()
+                .map(|spec| match previous.and_then(|p| p.redis.as_ref()) {
+                    Some(old) if old.spec() == spec => old.clone(),
+                    _ => RedisStore::new(spec.clone(), metrics.store()),
+                });
+        let same_store = |old: &Limiter| match (old.remote(), &redis) {
+            (None, _) => true,
+            (Some(r), Some(store)) => Arc::ptr_eq(r.store(), store),
+            (Some(_), None) => false,
+        };
         let limiters: BTreeMap<String, Arc<Limiter>> = config
             .limits
             .iter()
             .map(|(name, spec)| {
                 let old = previous.and_then(|p| p.limiters.get(name));
                 let limiter = match old {
-                    Some(old) if old.spec() == spec => old.clone(),
-                    _ => Arc::new(Limiter::new(spec.clone())),
+                    Some(old) if old.spec() == spec && same_store(old) => old.clone(),
+                    _ => {
+                        let mode = match &spec.store {
+                            StoreSpec::Redis { on_error, .. } => on_error.as_str(),
+                            StoreSpec::Local => "local",
+                        };
+                        Arc::new(Limiter::with_store(
+                            spec.clone(),
+                            redis.as_ref(),
+                            metrics.store_fallback(name, mode),
+                        ))
+                    }
                 };
                 (name.clone(), limiter)
             })
@@ -119,6 +146,7 @@ impl Gateway {
             routes,
             pools,
             limiters,
+            redis,
             config,
         }
     }

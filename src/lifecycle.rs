@@ -97,6 +97,11 @@ pub struct SweepLimits(pub Arc<Shared>);
 impl BackgroundService for SweepLimits {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
+            // The shared store connects once the server runs (after any
+            // fork), not at its first request; a reloaded one at the next tick.
+            if let Some(store) = &self.0.load().redis {
+                store.ensure_started();
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,

@@ -11,11 +11,12 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::gateway::Gateway;
+use crate::limits::redis_store::StoreMetrics;
 
 /// One route's request counters and duration histogram.
 pub struct RouteMetrics {
@@ -74,6 +75,11 @@ pub struct Metrics {
     pub retries: IntCounterVec,
     pub reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
+    store_errors: IntCounterVec,
+    store_fallback: IntCounterVec,
+    store_duration: Histogram,
+    /// 1 while the shared store's circuit is open (decisions fall back).
+    store_circuit_open: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -183,8 +189,45 @@ impl Metrics {
                 &["result"],
             ),
             access_log_dropped,
+            store_errors: counter(
+                &r,
+                "sluice_ratelimit_store_errors_total",
+                "Shared-store decisions that failed, by reason: timeout or error.",
+                &["reason"],
+            ),
+            store_fallback: counter(
+                &r,
+                "sluice_ratelimit_store_fallback_total",
+                "Shared-limit decisions made by on_store_error instead of the store, by limit and mode.",
+                &["limit", "mode"],
+            ),
+            store_duration: store_duration(&r),
+            store_circuit_open: {
+                let g = IntGauge::new(
+                    "sluice_ratelimit_store_circuit_open",
+                    "1 while the shared store is skipped after repeated failures.",
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric names are unique");
+                g
+            },
             registry: r,
         }
+    }
+
+    /// The handles the shared store counts with.
+    pub fn store(&self) -> StoreMetrics {
+        StoreMetrics {
+            timeouts: self.store_errors.with_label_values(&["timeout"]),
+            errors: self.store_errors.with_label_values(&["error"]),
+            duration: self.store_duration.clone(),
+        }
+    }
+
+    /// Counts `limit`'s decisions made by its `on_store_error` mode.
+    pub fn store_fallback(&self, limit: &str, mode: &str) -> IntCounter {
+        self.store_fallback.with_label_values(&[limit, mode])
     }
 
     pub fn route(&self, name: &str) -> RouteMetrics {
@@ -239,6 +282,11 @@ impl Metrics {
                     .set(b.stats.inflight.load(std::sync::atomic::Ordering::Relaxed) as i64);
             }
         }
+        self.store_circuit_open.set(
+            gw.redis
+                .as_ref()
+                .map_or(0, |store| i64::from(!store.is_available())),
+        );
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             log::error!("encoding metrics failed: {e}");
@@ -254,4 +302,20 @@ fn route_metrics(requests: &IntCounterVec, duration: &HistogramVec, name: &str) 
         duration: duration.with_label_values(&[name]),
         by_status: (0..600).map(|_| OnceLock::new()).collect(),
     }
+}
+
+fn store_duration(r: &Registry) -> Histogram {
+    let h = Histogram::with_opts(
+        HistogramOpts::new(
+            "sluice_ratelimit_store_duration_seconds",
+            "Time from sending a shared-limit decision to the store to its answer.",
+        )
+        .buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+        ]),
+    )
+    .expect("static metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("metric names are unique");
+    h
 }

@@ -67,6 +67,8 @@ const BAD: &[(&str, &str)] = &[
     ("listen: [127.0.0.1:8080\n", "not valid YAML"),
     ("- just\n- a list\n", "must be a YAML mapping"),
     ("listen: [127.0.0.1:8080]\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\n    health_check: { type: icmp }\nroutes:\n  - upstream: api\n", "upstreams.api.health_check.type: unknown health check `icmp`"),
+    ("listen: [127.0.0.1:8080]\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nlimits:\n  l: { algorithm: token_bucket, capacity: 10, fill_rate: 1, store: redis }\nroutes:\n  - { upstream: api, limits: [l] }\n", "limits.l.store: `store: redis` needs a top-level `redis:` section"),
+    ("listen: [127.0.0.1:8080]\nredis: { url: 'redis://127.0.0.1:6379/0', decision_timeout: 5 }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "redis.decision_timeout: a duration needs a unit"),
     ("listen:\n  - address: 127.0.0.1:8443\n    tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "listen[0].tls.cert: cannot read"),
 ];
 

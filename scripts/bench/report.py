@@ -48,7 +48,7 @@ def table(summary):
         # (a) and (b) compare with nginx on the same scenario; the sluice-only
         # scenarios with nginx's (a), the same request without limits, and with
         # sluice's own (a), which tells what the feature costs.
-        own = ("a_small", "b_16k", "g_h2", "h_grpc")
+        own = ("a_small", "b_16k", "h_h2", "i_grpc")
         base = "a_small" if scenario not in own else scenario
         nginx = summary.get((base, "nginx"))
         vs_nginx = ratio(s["rps"], nginx["rps"]) if nginx else "–"
@@ -142,11 +142,11 @@ def section(summary, meta, notes, chart):
         "again), so slow drift of the machine hits all of them alike. Every proxy is "
         "started once and stays up, idle, while the others are measured. Before every "
         "measurement curl checks that the proxy answers with the expected status.",
-        f"- (g): `h2load -c{m('h2_connections', '?')} -m{m('h2_streams', '?')} "
+        f"- (h): `h2load -c{m('h2_connections', '?')} -m{m('h2_streams', '?')} "
         f"-D{m('duration', '?')}`, HTTP/2 with prior knowledge (h2c) to nginx "
         "(`http2` listener), bare Pingora (`h2c`) and sluice (`h2c: true`), HTTP/1.1 "
         "from each to the backends; percentiles from h2load's per-request log. HAProxy "
-        "is left out of (g). (h): the same h2load shape sending gRPC unary calls "
+        "is left out of (h). (i): the same h2load shape sending gRPC unary calls "
         "(`grpc.health.v1.Health/Check`, an empty request) through nginx (`grpc_pass`), "
         "bare Pingora and sluice, h2c on both sides, to two tonic backends "
         "(`examples/grpc_backend.rs`).",

@@ -14,8 +14,9 @@ SCENARIOS = [
     ("d_reject", "(d) limits, all rejected (429)"),
     ("e_load_aware", "(e) load_aware balance"),
     ("f_slow_backend", "(f) one backend 10x slower"),
-    ("g_h2", "(g) HTTP/2 (h2c), streams"),
-    ("h_grpc", "(h) gRPC unary (h2c)"),
+    ("g_redis", "(g) limits of (c) in Redis"),
+    ("h_h2", "(h) HTTP/2 (h2c), streams"),
+    ("i_grpc", "(i) gRPC unary (h2c)"),
 ]
 PROXIES = [
     ("nginx", "nginx"),

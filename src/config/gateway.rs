@@ -57,8 +57,9 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
     let upstreams = field("upstreams")
         .map(|n| super::upstreams::validate(&n, errs))
         .unwrap_or_default();
+    let redis = field("redis").and_then(|n| super::redis::validate(&n, errs));
     let limits = field("limits")
-        .map(|n| super::limits::validate(&n, errs))
+        .map(|n| super::limits::validate(&n, top.contains_key("redis"), errs))
         .unwrap_or_default();
     let mut filters = field("filters")
         .map(|n| declared_filters(&n, registry, errs))
@@ -135,6 +136,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         filters,
         routes,
         access_log,
+        redis,
     })
 }
 

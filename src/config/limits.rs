@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
-use crate::limits::{Algorithm, LimitSpec, OnMissing, DEFAULT_MAX_KEYS};
+use crate::limits::{
+    Algorithm, LimitSpec, OnMissing, OnStoreError, StoreSpec, DEFAULT_LEASE_TTL, DEFAULT_MAX_KEYS,
+};
 
 /// A sliding window's count-min sketches are sized from `max_keys` up front
 /// (256 bytes per key) and zeroed whole at each window change: beyond this,
@@ -19,20 +21,23 @@ const COMMON: &[&str] = &[
     "on_missing",
     "status",
     "max_keys",
+    "store",
+    "on_store_error",
 ];
 
-pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, LimitSpec> {
+/// `has_redis`: whether the file has a `redis:` section for `store: redis`.
+pub fn validate(node: &Node, has_redis: bool, errs: &mut Errors) -> BTreeMap<String, LimitSpec> {
     let mut out = BTreeMap::new();
     for (name, value) in node.named_entries(errs) {
         let n = node.child(name, value);
-        if let Some(spec) = limit(name, &n, errs) {
+        if let Some(spec) = limit(name, &n, has_redis, errs) {
             out.insert(name.to_string(), spec);
         }
     }
     out
 }
 
-fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
+fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<LimitSpec> {
     // The algorithm decides which keys are allowed, so read it first.
     let Some(map) = n.value.as_mapping() else {
         n.mapping(errs, COMMON);
@@ -51,7 +56,7 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
     let specific: &[&str] = match algorithm_name {
         "token_bucket" => &["capacity", "fill_rate"],
         "sliding_window" => &["limit", "window"],
-        "concurrency" => &["max"],
+        "concurrency" => &["max", "lease_ttl"],
         other => {
             errs.push(
                 n.key_path("algorithm"),
@@ -151,7 +156,9 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
         }
         Some(k) => k.uint(errs, 1, 100_000_000).map(|k| k as usize),
     };
+    let store = store(n, m, has_redis, errs);
     Some(LimitSpec {
+        store: store?,
         name: name.to_string(),
         algorithm: algorithm?,
         key: key?,
@@ -159,5 +166,69 @@ fn limit(name: &str, n: &Node, errs: &mut Errors) -> Option<LimitSpec> {
         on_missing: on_missing?,
         status: status?,
         max_keys: max_keys?,
+    })
+}
+
+/// `store`, `on_store_error` and (concurrency) `lease_ttl`.
+fn store(
+    n: &Node,
+    m: &serde_yaml::Mapping,
+    has_redis: bool,
+    errs: &mut Errors,
+) -> Option<StoreSpec> {
+    let redis = match n.field(m, "store") {
+        None => false,
+        Some(s) => match s.str(errs)? {
+            "local" => false,
+            "redis" => {
+                if !has_redis {
+                    errs.push(
+                        s.path(),
+                        "`store: redis` needs a top-level `redis:` section (url or cluster)",
+                    );
+                    return None;
+                }
+                true
+            }
+            other => {
+                errs.push(s.path(), format!("unknown store `{other}` (local, redis)"));
+                return None;
+            }
+        },
+    };
+    let on_error = match n.field(m, "on_store_error") {
+        None => OnStoreError::Local,
+        Some(o) => match o.str(errs)? {
+            "local" => OnStoreError::Local,
+            "allow" => OnStoreError::Allow,
+            "deny" => OnStoreError::Deny,
+            other => {
+                errs.push(o.path(), format!("unknown `{other}` (local, allow, deny)"));
+                return None;
+            }
+        },
+    };
+    let lease_ttl = match n.field(m, "lease_ttl") {
+        None => DEFAULT_LEASE_TTL,
+        Some(t) => {
+            let d = t.duration(errs)?;
+            if d < std::time::Duration::from_secs(1) || d > std::time::Duration::from_secs(86_400) {
+                errs.push(t.path(), "must be between 1s and 24h");
+                return None;
+            }
+            d
+        }
+    };
+    if !redis {
+        for key in ["on_store_error", "lease_ttl"] {
+            if n.field(m, key).is_some() {
+                errs.push(n.key_path(key), "applies only with `store: redis`");
+            }
+        }
+        return Some(StoreSpec::Local);
+    }
+    Some(StoreSpec::Redis {
+        on_error,
+        lease_ttl,
     })
 }

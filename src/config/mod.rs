@@ -12,6 +12,7 @@ mod health_check;
 mod limits;
 mod model;
 mod node;
+mod redis;
 mod routes;
 mod upstreams;
 
@@ -35,6 +36,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "routes",
     "filters",
     "access_log",
+    "redis",
 ];
 
 /// A loaded file: Pingora's server settings and the gateway's.

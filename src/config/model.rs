@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use crate::filters::Filter;
 use crate::keys::KeySpec;
+use crate::limits::redis_store::RedisSpec;
 use crate::limits::LimitSpec;
 use crate::upstream::{BudgetSpec, OutlierSpec};
 
@@ -29,6 +30,8 @@ pub struct Config {
     pub filters: BTreeMap<String, Arc<dyn Filter>>,
     pub routes: Vec<RouteSpec>,
     pub access_log: Option<AccessLogSpec>,
+    /// The shared store for `store: redis` limits.
+    pub redis: Option<RedisSpec>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

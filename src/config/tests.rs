@@ -268,3 +268,182 @@ fn hostile_values_do_not_panic() {
         assert!(load(yaml, &Registry::builtin()).is_err(), "accepted {yaml:?}");
     }
 }
+
+const SHARED_BASE: &str = "listen: [127.0.0.1:1]\nupstreams:\n  u: { backends: [127.0.0.1:2] }\nroutes:\n  - { upstream: u, limits: [l] }\n";
+
+#[test]
+fn the_redis_section_and_shared_limits_load() {
+    use crate::limits::redis_store::RedisNodes;
+    use crate::limits::{OnStoreError, StoreSpec};
+    let yaml = format!(
+        "redis:\n  url: redis://127.0.0.1:6379/0\n  decision_timeout: 5ms\n  instances: 3\n\
+         limits:\n  l: {{ algorithm: concurrency, max: 8, store: redis, on_store_error: deny, lease_ttl: 10s }}\n\
+         {SHARED_BASE}"
+    );
+    let loaded = load(&yaml, &Registry::builtin()).ok().unwrap();
+    let redis = loaded.gateway.redis.unwrap();
+    assert_eq!(
+        redis.nodes,
+        RedisNodes::Single("redis://127.0.0.1:6379/0".into())
+    );
+    assert_eq!(redis.decision_timeout, Duration::from_millis(5));
+    assert_eq!((redis.instances, redis.connections), (3, 2));
+    assert_eq!(redis.prefix, "sluice");
+    assert_eq!(
+        loaded.gateway.limits["l"].store,
+        StoreSpec::Redis {
+            on_error: OnStoreError::Deny,
+            lease_ttl: Duration::from_secs(10)
+        }
+    );
+
+    let cluster = format!(
+        "redis: {{ cluster: [redis://10.0.0.1:7000, redis://10.0.0.2:7000] }}\n\
+         limits:\n  l: {{ algorithm: token_bucket, capacity: 5, fill_rate: 1, store: redis }}\n{SHARED_BASE}"
+    );
+    let loaded = load(&cluster, &Registry::builtin()).ok().unwrap();
+    let redis = loaded.gateway.redis.unwrap();
+    assert!(matches!(redis.nodes, RedisNodes::Cluster(ref n) if n.len() == 2));
+    assert_eq!(redis.decision_timeout, Duration::from_millis(5), "default");
+    assert_eq!(redis.instances, 1, "default");
+    assert_eq!(
+        loaded.gateway.limits["l"].store,
+        StoreSpec::Redis {
+            on_error: OnStoreError::Local,
+            lease_ttl: crate::limits::DEFAULT_LEASE_TTL
+        },
+        "on_store_error defaults to local"
+    );
+    let local = format!(
+        "limits:\n  l: {{ algorithm: token_bucket, capacity: 5, fill_rate: 1 }}\n{SHARED_BASE}"
+    );
+    let loaded = load(&local, &Registry::builtin()).ok().unwrap();
+    assert_eq!(loaded.gateway.limits["l"].store, StoreSpec::Local);
+    assert!(loaded.gateway.redis.is_none());
+}
+
+#[test]
+fn shared_limit_mistakes_are_named_by_key_path() {
+    let limit = |extra: &str| {
+        format!(
+            "limits:\n  l: {{ algorithm: token_bucket, capacity: 5, fill_rate: 1{extra} }}\n{SHARED_BASE}"
+        )
+    };
+    let cases = [
+        (
+            limit(", store: redis"),
+            "limits.l.store: `store: redis` needs a top-level `redis:` section",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1 }}\n{}",
+                limit(", store: memcached")
+            ),
+            "limits.l.store: unknown store `memcached`",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1 }}\n{}",
+                limit(", store: redis, on_store_error: panic")
+            ),
+            "limits.l.on_store_error: unknown `panic`",
+        ),
+        (
+            limit(", on_store_error: deny"),
+            "limits.l.on_store_error: applies only with `store: redis`",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1 }}\n{}",
+                limit(", store: redis, lease_ttl: 5s")
+            ),
+            "limits.l.lease_ttl: unknown key",
+        ),
+        (
+            format!("redis: {{ url: http://h:1 }}\n{}", limit("")),
+            "redis.url: `http://h:1` is not a redis:// URL",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1, cluster: [redis://h:2] }}\n{}",
+                limit("")
+            ),
+            "redis.cluster: give either `url` (one Redis) or `cluster`, not both",
+        ),
+        (
+            format!("redis: {{ instances: 2 }}\n{}", limit("")),
+            "redis.url: required",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1, decision_timeout: 1m }}\n{}",
+                limit("")
+            ),
+            "redis.decision_timeout: at most 10s",
+        ),
+        (
+            format!("redis: {{ url: redis://h:1, instances: 0 }}\n{}", limit("")),
+            "redis.instances: must be at least 1",
+        ),
+        (
+            format!(
+                "redis: {{ url: redis://h:1, prefix: 'a{{b' }}\n{}",
+                limit("")
+            ),
+            "redis.prefix: must be non-empty",
+        ),
+        (
+            format!("redis: {{ url: redis://h:1, urll: x }}\n{}", limit("")),
+            "redis.urll: unknown key",
+        ),
+        (
+            format!("redis: {{ cluster: [] }}\n{}", limit("")),
+            "redis.cluster: at least one node is required",
+        ),
+    ];
+    for (yaml, message) in cases {
+        let errs = errors(&yaml);
+        assert!(
+            errs.iter().any(|e| e.starts_with(message)),
+            "want {message:?}, got {errs:?}"
+        );
+    }
+    let lease = format!(
+        "redis: {{ url: redis://h:1 }}\nlimits:\n  l: {{ algorithm: concurrency, max: 1, store: redis, lease_ttl: 100ms }}\n{SHARED_BASE}"
+    );
+    assert!(errors(&lease)
+        .iter()
+        .any(|e| e.starts_with("limits.l.lease_ttl: must be between 1s and 24h")));
+}
+
+#[test]
+fn a_shared_limit_falls_back_to_its_share() {
+    let a = Algorithm::TokenBucket {
+        capacity: 100.0,
+        fill_rate: 50.0,
+    };
+    assert_eq!(
+        a.scaled_down(4),
+        Algorithm::TokenBucket {
+            capacity: 25.0,
+            fill_rate: 12.5
+        }
+    );
+    let w = Algorithm::SlidingWindow {
+        limit: 10,
+        window: Duration::from_secs(1),
+    };
+    assert_eq!(
+        w.scaled_down(3),
+        Algorithm::SlidingWindow {
+            limit: 4,
+            window: Duration::from_secs(1)
+        },
+        "rounded up"
+    );
+    assert_eq!(
+        Algorithm::Concurrency { max: 2 }.scaled_down(5),
+        Algorithm::Concurrency { max: 1 },
+        "never below one request"
+    );
+}

@@ -32,6 +32,7 @@
 
 use pingora_limits::inflight::{Guard, Inflight};
 
+use super::redis_store::Lease;
 use super::KeyStatus;
 
 /// Memory of `Inflight`'s fixed sketch (4 rows × 8192 eight-byte cells).
@@ -42,10 +43,25 @@ pub struct ConcurrencyLimit {
     max: u64,
 }
 
-/// Holds one slot of a [`ConcurrencyLimit`] until dropped.
+/// Holds one slot of a concurrency limit until dropped: a count in this
+/// process's sketch, or a lease in the shared store.
 #[derive(Debug)]
 pub struct ConcurrencyGuard {
-    _slot: Guard,
+    _slot: Slot,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Local(#[allow(dead_code)] Guard),
+    Shared(#[allow(dead_code)] Lease),
+}
+
+impl ConcurrencyGuard {
+    pub(crate) fn shared(lease: Lease) -> ConcurrencyGuard {
+        ConcurrencyGuard {
+            _slot: Slot::Shared(lease),
+        }
+    }
 }
 
 impl ConcurrencyLimit {
@@ -72,7 +88,9 @@ impl ConcurrencyLimit {
                     remaining: self.max - count,
                     wait_ns: None,
                 },
-                Some(ConcurrencyGuard { _slot: slot }),
+                Some(ConcurrencyGuard {
+                    _slot: Slot::Local(slot),
+                }),
             ),
             _ => (
                 KeyStatus {

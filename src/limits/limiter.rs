@@ -1,10 +1,21 @@
 //! One configured limit: the algorithm's state plus what every algorithm
 //! shares (key hashing, missing keys, the policy advertised in headers).
+//!
+//! A limit kept in the shared store has both halves: the [`RemoteLimit`] that
+//! asks Redis, and a local algorithm at `1/instances` of the limit's size
+//! that decides in its place when Redis cannot answer and the limit says
+//! `on_store_error: local`. The policy it advertises is always the limit as
+//! configured, whichever half decided.
+
+use std::sync::Arc;
+
+use prometheus::IntCounter;
 
 use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
 use super::headers::{ceil_secs, intern, render_policy, QuotaUnit, RateLimitInfo};
+use super::redis_store::{RedisStore, RemoteLimit};
 use super::sliding_window::SlidingWindow;
-use super::spec::{Algorithm, LimitSpec, OnMissing};
+use super::spec::{Algorithm, LimitSpec, OnMissing, StoreSpec};
 use super::store::CounterStore;
 use super::token_bucket::TokenBucket;
 use super::KeyStatus;
@@ -19,6 +30,8 @@ pub struct Limiter {
     policy: (u64, Option<u64>, QuotaUnit),
     /// The `RateLimit-Policy` value those make, rendered once.
     policy_field: &'static str,
+    /// The shared half of a `store: redis` limit.
+    remote: Option<RemoteLimit>,
 }
 
 enum Kind {
@@ -28,8 +41,46 @@ enum Kind {
 }
 
 impl Limiter {
+    /// A limit counted in this process only.
     pub fn new(spec: LimitSpec) -> Limiter {
-        let kind = match spec.algorithm {
+        Limiter::build(spec, None)
+    }
+
+    /// A limit in `store` if its spec says `store: redis` (and a store is
+    /// given), else local. `fallbacks` counts its `on_store_error` decisions.
+    pub fn with_store(
+        spec: LimitSpec,
+        store: Option<&Arc<RedisStore>>,
+        fallbacks: IntCounter,
+    ) -> Limiter {
+        let remote = match (&spec.store, store) {
+            (
+                StoreSpec::Redis {
+                    on_error,
+                    lease_ttl,
+                },
+                Some(store),
+            ) => Some(RemoteLimit::new(
+                store.clone(),
+                &spec,
+                *on_error,
+                *lease_ttl,
+                fallbacks,
+            )),
+            _ => None,
+        };
+        Limiter::build(spec, remote)
+    }
+
+    fn build(spec: LimitSpec, remote: Option<RemoteLimit>) -> Limiter {
+        // The advertised policy is the configured limit's...
+        let policy = policy_of(&spec.algorithm);
+        // ...while the local state of a shared limit is its stand-in's share.
+        let local = match &remote {
+            Some(r) => spec.algorithm.scaled_down(r.store().spec().instances),
+            None => spec.algorithm.clone(),
+        };
+        let kind = match local {
             Algorithm::TokenBucket {
                 capacity,
                 fill_rate,
@@ -38,19 +89,6 @@ impl Limiter {
                 Kind::SlidingWindow(SlidingWindow::new(limit, window, spec.max_keys))
             }
             Algorithm::Concurrency { max } => Kind::Concurrency(ConcurrencyLimit::new(max)),
-        };
-        let policy = match &kind {
-            Kind::TokenBucket(b) => (
-                b.gcra().quota(),
-                Some(b.gcra().window_secs()),
-                QuotaUnit::Requests,
-            ),
-            Kind::SlidingWindow(w) => (
-                w.limit(),
-                Some(ceil_secs(w.window_ns())),
-                QuotaUnit::Requests,
-            ),
-            Kind::Concurrency(c) => (c.max(), None, QuotaUnit::ConcurrentRequests),
         };
         let name = intern(&spec.name);
         let (quota, window_secs, unit) = policy;
@@ -70,7 +108,13 @@ impl Limiter {
             hasher: ahash::RandomState::new(),
             kind,
             policy,
+            remote,
         }
+    }
+
+    /// The shared half, for a `store: redis` limit.
+    pub fn remote(&self) -> Option<&RemoteLimit> {
+        self.remote.as_ref()
     }
 
     pub fn spec(&self) -> &LimitSpec {
@@ -87,6 +131,9 @@ impl Limiter {
     pub fn sweep(&self, now_nanos: u64) {
         if let Kind::TokenBucket(b) = &self.kind {
             b.store().sweep(now_nanos);
+        }
+        if let Some(r) = &self.remote {
+            r.sweep(now_nanos);
         }
     }
 
@@ -175,5 +222,28 @@ impl Limiter {
             reset_secs,
             policy: self.policy_field,
         }
+    }
+}
+
+/// `q`, `w` and `qu` of a limit's policy.
+fn policy_of(algorithm: &Algorithm) -> (u64, Option<u64>, QuotaUnit) {
+    match *algorithm {
+        Algorithm::TokenBucket {
+            capacity,
+            fill_rate,
+        } => {
+            let g = super::token_bucket::Gcra::new(capacity, fill_rate);
+            (g.quota(), Some(g.window_secs()), QuotaUnit::Requests)
+        }
+        Algorithm::SlidingWindow { limit, window } => {
+            // The same rounding the sliding window applies to its window.
+            let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+            (
+                limit,
+                Some(ceil_secs(ms.saturating_mul(1_000_000))),
+                QuotaUnit::Requests,
+            )
+        }
+        Algorithm::Concurrency { max } => (max, None, QuotaUnit::ConcurrentRequests),
     }
 }

@@ -35,6 +35,11 @@
 //! "missing" key (distinct from every real key, including the empty one) unless
 //! the limit says `on_missing: reject`.
 //!
+//! # Shared limits
+//! A limit with `store: redis` is counted in Redis, shared by every gateway
+//! (see [`redis_store`]); a route with one is decided by [`admit_shared`],
+//! which keeps the same check-all-then-commit promise across both stores.
+//!
 //! # Keys
 //! Keys are hashed to 64 bits with `ahash`, seeded at random per limiter so
 //! that a client cannot precompute values that collide with another client's
@@ -44,6 +49,8 @@ pub mod clock;
 pub mod concurrency;
 pub mod headers;
 mod limiter;
+pub mod redis_store;
+mod shared;
 pub mod sliding_window;
 pub mod spec;
 pub mod store;
@@ -55,6 +62,7 @@ pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimit};
 pub use headers::{ceil_secs, render_policy, render_ratelimit, QuotaUnit, RateLimitInfo};
 pub use limiter::Limiter;
+pub use shared::admit_shared;
 pub use sliding_window::{SlidingWindow, WindowCounts};
 pub use spec::*;
 pub use store::{CounterStore, LocalStore};

@@ -19,6 +19,7 @@ fn spec(name: &str, algorithm: Algorithm) -> LimitSpec {
         shadow: false,
         on_missing: OnMissing::Shared,
         status: 429,
+        store: StoreSpec::Local,
         max_keys: 1_000,
     }
 }

@@ -170,7 +170,8 @@ impl ProxyHttp for Proxy {
         }
 
         if !route.limits.is_empty() {
-            let verdict = admission::check(route, session.req_header(), ctx.client_ip, ctx.started);
+            let verdict =
+                admission::check(route, session.req_header(), ctx.client_ip, ctx.started).await;
             if let Outcome::Rejected {
                 index,
                 status,

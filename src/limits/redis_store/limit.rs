@@ -1,0 +1,297 @@
+//! One limit kept in the shared store: its script and arguments, the local
+//! deny cache, and the reading of the replies.
+//!
+//! # The deny cache
+//! A token bucket that refuses a key says how long until its next token, and
+//! in GCRA nothing another gateway does can bring that instant closer (their
+//! admissions only push it later; a refusal moves nothing). So the key is
+//! refused here, without asking Redis, until that instant: a client that keeps
+//! knocking on a closed bucket costs no round trip at all until its
+//! `Retry-After` is up, which is where a shared limiter spends most of its
+//! round trips under abuse. The instant is measured from when the request was
+//! decided here, before the script ran in Redis, so the cache never refuses
+//! past the true instant. Sliding windows and concurrency limits have no such
+//! promise (a window's estimate decays; a lease can be released at any time)
+//! and are always asked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::IntCounter;
+
+use super::lease::{release_call, Lease};
+use super::scripts::{self, BadReply};
+use super::{keys, Call, RedisStore, StoreFailure, Which};
+use crate::limits::concurrency::ConcurrencyGuard;
+use crate::limits::spec::{Algorithm, LimitSpec, OnStoreError};
+use crate::limits::store::{CounterStore, LocalStore};
+use crate::limits::token_bucket::Gcra;
+use crate::limits::KeyStatus;
+
+enum Alg {
+    TokenBucket {
+        gcra: Gcra,
+        emission_us: String,
+        tolerance_us: String,
+        deny: LocalStore,
+    },
+    SlidingWindow {
+        limit: u64,
+        window_ns: u64,
+        window_us: String,
+        limit_arg: String,
+    },
+    Concurrency {
+        max: u64,
+        max_arg: String,
+        ttl: Duration,
+        ttl_us: String,
+    },
+}
+
+/// What the store said about one request.
+pub enum RemoteOutcome {
+    Decided {
+        status: KeyStatus,
+        guard: Option<ConcurrencyGuard>,
+        /// How to take the admission back if a later limit refuses.
+        undo: Option<Undo>,
+    },
+    /// No answer in time: the limit's `on_store_error` decides.
+    Failed,
+}
+
+/// A give-back owed to the store.
+pub struct Undo(Call);
+
+pub struct RemoteLimit {
+    store: Arc<RedisStore>,
+    name: String,
+    alg: Alg,
+    on_error: OnStoreError,
+    fallbacks: IntCounter,
+}
+
+impl RemoteLimit {
+    pub fn new(
+        store: Arc<RedisStore>,
+        spec: &LimitSpec,
+        on_error: OnStoreError,
+        lease_ttl: Duration,
+        fallbacks: IntCounter,
+    ) -> RemoteLimit {
+        let alg = match spec.algorithm {
+            Algorithm::TokenBucket {
+                capacity,
+                fill_rate,
+            } => {
+                let gcra = Gcra::new(capacity, fill_rate);
+                Alg::TokenBucket {
+                    emission_us: micros(gcra.emission_ns()),
+                    tolerance_us: micros(gcra.tolerance_ns()),
+                    gcra,
+                    deny: LocalStore::new(spec.max_keys),
+                }
+            }
+            Algorithm::SlidingWindow { limit, window } => {
+                let window_us = window.as_micros().max(1000);
+                Alg::SlidingWindow {
+                    limit,
+                    window_ns: u64::try_from(window_us.saturating_mul(1000)).unwrap_or(u64::MAX),
+                    window_us: window_us.to_string(),
+                    limit_arg: limit.to_string(),
+                }
+            }
+            Algorithm::Concurrency { max } => Alg::Concurrency {
+                max,
+                max_arg: max.to_string(),
+                ttl: lease_ttl,
+                ttl_us: lease_ttl.as_micros().max(1).to_string(),
+            },
+        };
+        RemoteLimit {
+            store,
+            name: spec.name.clone(),
+            alg,
+            on_error,
+            fallbacks,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<RedisStore> {
+        &self.store
+    }
+
+    pub fn on_error(&self) -> OnStoreError {
+        self.on_error
+    }
+
+    /// Counts one decision made by `on_error` instead of the store.
+    pub fn count_fallback(&self) {
+        self.fallbacks.inc();
+    }
+
+    fn key(&self, value: Option<&[u8]>, alg: &str) -> String {
+        keys::redis_key(&self.store.spec().prefix, &self.name, value, alg)
+    }
+
+    /// Asks the store to admit one request of `value` (whose local hash is
+    /// `hash`, for the deny cache) at `now` on the limiter clock.
+    pub async fn acquire(&self, value: Option<&[u8]>, hash: u64, now: u64) -> RemoteOutcome {
+        match &self.alg {
+            Alg::TokenBucket {
+                gcra,
+                emission_us,
+                tolerance_us,
+                deny,
+            } => {
+                let until = deny.load(hash);
+                if until > now {
+                    return decided(KeyStatus::rejected(until - now), None, None);
+                }
+                let key = self.key(value, "tb");
+                let (reply, conn) = self
+                    .store
+                    .decide(Which::TokenBucket, &key, &[emission_us, tolerance_us, "1"])
+                    .await;
+                let status = match self.read(reply, |v| scripts::token_bucket_status(gcra, v)) {
+                    Some(s) => s,
+                    None => return RemoteOutcome::Failed,
+                };
+                if !status.admitted {
+                    let until = now.saturating_add(status.wait_ns.unwrap_or(0));
+                    let _ = deny.fetch_update(hash, now, |w| (until > w).then_some(until));
+                    return decided(status, None, None);
+                }
+                let undo = Call {
+                    which: Which::TokenBucket,
+                    key,
+                    args: vec![emission_us.clone(), tolerance_us.clone(), "0".into()],
+                    conn: Some(conn),
+                };
+                decided(status, None, Some(Undo(undo)))
+            }
+            Alg::SlidingWindow {
+                limit,
+                window_ns,
+                window_us,
+                limit_arg,
+            } => {
+                let key = self.key(value, "sw");
+                let (reply, conn) = self
+                    .store
+                    .decide(Which::SlidingWindow, &key, &[window_us, limit_arg, "1"])
+                    .await;
+                let Some((status, idx)) = self.read(reply, |v| {
+                    scripts::sliding_window_status(*limit, *window_ns, v)
+                }) else {
+                    return RemoteOutcome::Failed;
+                };
+                let undo = status.admitted.then(|| {
+                    Undo(Call {
+                        which: Which::SlidingWindow,
+                        key,
+                        args: vec![
+                            window_us.clone(),
+                            limit_arg.clone(),
+                            "0".into(),
+                            idx.to_string(),
+                        ],
+                        conn: Some(conn),
+                    })
+                });
+                decided(status, None, undo)
+            }
+            Alg::Concurrency {
+                max,
+                max_arg,
+                ttl,
+                ttl_us,
+            } => {
+                let key = self.key(value, "cc");
+                let member = self.store.new_lease_member();
+                let (reply, conn) = self
+                    .store
+                    .decide(Which::Concurrency, &key, &[max_arg, ttl_us, &member, "1"])
+                    .await;
+                let timed_out = matches!(reply, Err(StoreFailure::Timeout));
+                let Some(status) = self.read(reply, |v| scripts::concurrency_status(*max, v))
+                else {
+                    if timed_out {
+                        // The lease may yet be granted when the call gets there.
+                        let release =
+                            release_call(key, member, max_arg.clone(), ttl_us.clone(), conn);
+                        self.store.follow_up(release, conn);
+                    }
+                    return RemoteOutcome::Failed;
+                };
+                let guard = status.admitted.then(|| {
+                    ConcurrencyGuard::shared(Lease::hold(
+                        &self.store,
+                        key,
+                        member,
+                        *max,
+                        *ttl,
+                        conn,
+                    ))
+                });
+                decided(status, guard, None)
+            }
+        }
+    }
+
+    fn read<T>(
+        &self,
+        reply: Result<redis::Value, StoreFailure>,
+        parse: impl FnOnce(&redis::Value) -> Result<T, BadReply>,
+    ) -> Option<T> {
+        match parse(&reply.ok()?) {
+            Ok(t) => Some(t),
+            Err(BadReply(e)) => {
+                log::warn!("redis store: unexpected reply for limit {}: {e}", self.name);
+                None
+            }
+        }
+    }
+
+    /// Gives back an admission (a later limit of the request refused it).
+    pub fn undo(&self, undo: Undo) {
+        self.store.background(undo.0);
+    }
+
+    /// Forgets deny-cache entries that have expired.
+    pub fn sweep(&self, now: u64) {
+        if let Alg::TokenBucket { deny, .. } = &self.alg {
+            deny.sweep(now);
+        }
+    }
+}
+
+fn decided(
+    status: KeyStatus,
+    guard: Option<ConcurrencyGuard>,
+    undo: Option<Undo>,
+) -> RemoteOutcome {
+    RemoteOutcome::Decided {
+        status,
+        guard,
+        undo,
+    }
+}
+
+/// Nanoseconds as microseconds with three decimals, for the script.
+fn micros(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1000, ns % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_arguments_keep_nanosecond_precision() {
+        assert_eq!(micros(333_333_333), "333333.333");
+        assert_eq!(micros(1), "0.001");
+        assert_eq!(micros(10_000_000), "10000.000");
+    }
+}

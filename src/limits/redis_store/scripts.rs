@@ -1,0 +1,279 @@
+//! The Lua scripts that decide shared limits inside Redis, and the decoding
+//! of their replies into the same [`KeyStatus`] the local limits give.
+//!
+//! # One script call, one decision
+//! Each decision is one `EVALSHA` on one key, so it is atomic in Redis and
+//! costs one round trip. A script reads the time with `TIME`: the Redis node
+//! holding the key is the only clock a shared limit uses, so the gateways'
+//! clocks can drift apart without moving any limit. Times are microseconds
+//! (Lua numbers are doubles: microseconds since 1970 fit their 53 bits, nano-
+//! seconds would not); numbers written back are formatted with `%.0f`/`%.3f`,
+//! because Lua's default conversion keeps only 14 significant digits.
+//!
+//! The replies carry the raw state (a debt, two window counts) rather than a
+//! finished answer, so that `RateLimit`'s `r` and `t` are computed by the very
+//! functions the local limits use ([`Gcra::status`], [`WindowCounts::status`]):
+//! a response says the same thing whichever store decided it.
+//!
+//! # The three algorithms
+//! - token bucket: GCRA on one string key holding the TAT. A refusal does not
+//!   touch the key, so a client hammering a closed bucket does not extend its
+//!   own wait, and another gateway's admissions can only push the instant of
+//!   the next token later: what the local deny cache relies on.
+//! - sliding window: one hash `{w, c, p}` (current window index, its count,
+//!   the previous window's count), rolled forward by the script when the
+//!   window changes; the proportional estimate `p·(1-f) + c` is computed in
+//!   the script and only admitted requests are counted.
+//! - concurrency: a sorted set of leases scored by their expiry. Expired
+//!   leases are dropped before counting, so a gateway that died holding leases
+//!   gives them up after `lease_ttl`; a live gateway renews its leases.
+
+use redis::Value;
+
+use crate::limits::sliding_window::WindowCounts;
+use crate::limits::token_bucket::Gcra;
+use crate::limits::KeyStatus;
+
+/// `KEYS[1]` TAT (µs). `ARGV`: emission interval µs, tolerance µs, mode
+/// (`1` acquire, `0` give one token back). Acquire replies `{1, debt µs after}`
+/// or `{0, µs until admitted}`.
+pub const TOKEN_BUCKET: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+if tat < now then tat = now end
+if ARGV[3] == '0' then
+  local back = tat - T
+  if back > now then
+    redis.call('SET', KEYS[1], string.format('%.3f', back), 'PX', math.ceil((back - now) / 1000) + 1)
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 0
+end
+local debt = tat - now
+if debt > tau then
+  return {0, math.ceil(debt - tau)}
+end
+local new = tat + T
+redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+return {1, math.ceil(new - now)}
+"#;
+
+/// `KEYS[1]` hash `{w, c, p}`. `ARGV`: window µs, limit, mode (`1` acquire,
+/// `0` take back one request counted in window `ARGV[4]`). Acquire replies
+/// `{admitted, prev, curr, fraction in millionths, window index}`, with `curr`
+/// including this request when admitted.
+pub const SLIDING_WINDOW: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local win = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local idx = math.floor(now / win)
+local v = redis.call('HMGET', KEYS[1], 'w', 'c', 'p')
+local w = tonumber(v[1])
+local c = tonumber(v[2]) or 0
+local p = tonumber(v[3]) or 0
+if ARGV[3] == '0' then
+  local counted = tonumber(ARGV[4])
+  if w == counted and c > 0 then
+    redis.call('HINCRBY', KEYS[1], 'c', -1)
+  elseif w == counted + 1 and p > 0 then
+    redis.call('HINCRBY', KEYS[1], 'p', -1)
+  end
+  return 0
+end
+if w == nil then
+  c = 0; p = 0
+elseif w == idx - 1 then
+  p = c; c = 0
+elseif w < idx - 1 then
+  p = 0; c = 0
+elseif w > idx then
+  -- A failover to a node whose clock is a little behind: stay in the newer window.
+  idx = w
+end
+local f = (now - idx * win) / win
+if f < 0 then f = 0 end
+if f >= 1 then f = 0.999999 end
+local ppm = math.floor(f * 1000000)
+if p * (1 - f) + c + 1 > limit then
+  return {0, p, c, ppm, idx}
+end
+c = c + 1
+redis.call('HSET', KEYS[1], 'w', string.format('%.0f', idx), 'c', c, 'p', p)
+redis.call('PEXPIRE', KEYS[1], math.ceil(2 * win / 1000) + 1000)
+return {1, p, c, ppm, idx}
+"#;
+
+/// `KEYS[1]` sorted set of leases scored by expiry (µs). `ARGV`: max, lease
+/// TTL µs, lease id, mode (`1` acquire, `0` release, `2` renew). Acquire
+/// replies `{admitted, leases held after}`.
+pub const CONCURRENCY: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+if ARGV[4] == '0' then
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return 0
+end
+local expiry = string.format('%.0f', now + ttl)
+local keep = math.ceil(ttl / 1000) + 1000
+if ARGV[4] == '2' then
+  redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], keep)
+  return 0
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+local n = redis.call('ZCARD', KEYS[1])
+if n >= max then
+  return {0, n}
+end
+redis.call('ZADD', KEYS[1], expiry, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], keep)
+return {1, n + 1}
+"#;
+
+/// A reply the scripts cannot have sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadReply(pub String);
+
+fn ints<const N: usize>(v: &Value) -> Result<[i64; N], BadReply> {
+    let Value::Array(items) = v else {
+        return Err(BadReply(format!("expected an array, got {v:?}")));
+    };
+    if items.len() != N {
+        return Err(BadReply(format!(
+            "expected {N} values, got {}",
+            items.len()
+        )));
+    }
+    let mut out = [0i64; N];
+    for (o, item) in out.iter_mut().zip(items) {
+        *o = match item {
+            Value::Int(i) => *i,
+            other => return Err(BadReply(format!("expected an integer, got {other:?}"))),
+        };
+    }
+    Ok(out)
+}
+
+fn nonneg(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// The token bucket's reply, read with the same GCRA the local bucket uses.
+pub fn token_bucket_status(gcra: &Gcra, reply: &Value) -> Result<KeyStatus, BadReply> {
+    let [admitted, micros] = ints::<2>(reply)?;
+    let nanos = nonneg(micros).saturating_mul(1_000);
+    Ok(if admitted == 1 {
+        // `status` takes a TAT and a now; the debt is the TAT seen from now = 0.
+        let (remaining, wait_ns) = gcra.status(nanos, 0);
+        KeyStatus {
+            admitted: true,
+            remaining,
+            wait_ns: Some(wait_ns),
+        }
+    } else {
+        KeyStatus::rejected(nanos.max(1))
+    })
+}
+
+/// The sliding window's reply and the window index the request was counted in.
+pub fn sliding_window_status(
+    limit: u64,
+    window_ns: u64,
+    reply: &Value,
+) -> Result<(KeyStatus, i64), BadReply> {
+    let [admitted, prev, curr, ppm, idx] = ints::<5>(reply)?;
+    let counts = WindowCounts {
+        prev: nonneg(prev),
+        curr: nonneg(curr),
+        fraction: (nonneg(ppm) as f64 / 1e6).clamp(0.0, 1.0),
+    };
+    let (remaining, wait_ns) = counts.status(limit, window_ns);
+    let status = KeyStatus {
+        admitted: admitted == 1,
+        remaining,
+        wait_ns,
+    };
+    Ok((status, idx))
+}
+
+/// The concurrency limit's reply.
+pub fn concurrency_status(max: u64, reply: &Value) -> Result<KeyStatus, BadReply> {
+    let [admitted, held] = ints::<2>(reply)?;
+    Ok(KeyStatus {
+        admitted: admitted == 1,
+        remaining: if admitted == 1 {
+            max.saturating_sub(nonneg(held))
+        } else {
+            0
+        },
+        wait_ns: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arr(v: &[i64]) -> Value {
+        Value::Array(v.iter().map(|i| Value::Int(*i)).collect())
+    }
+
+    #[test]
+    fn token_bucket_replies_read_like_the_local_bucket() {
+        // 10 tokens at 10/s: T = 100 ms, τ = 900 ms.
+        let g = Gcra::new(10.0, 10.0);
+        // First request: debt after = T.
+        let s = token_bucket_status(&g, &arr(&[1, 100_000])).unwrap();
+        assert_eq!((s.admitted, s.remaining), (true, 9));
+        let local = g.status(100_000_000, 0);
+        assert_eq!((s.remaining, s.wait_ns), (local.0, Some(local.1)));
+        // Refused, 250 ms to wait.
+        let r = token_bucket_status(&g, &arr(&[0, 250_000])).unwrap();
+        assert_eq!(r, KeyStatus::rejected(250_000_000));
+    }
+
+    #[test]
+    fn sliding_window_replies_use_the_proportional_estimate() {
+        // limit 10 per 1 s; 10 in the previous window, half the current gone,
+        // 4 counted now (this one included): 10·0.5 + 4 = 9, one left.
+        let (s, idx) =
+            sliding_window_status(10, 1_000_000_000, &arr(&[1, 10, 4, 500_000, 77])).unwrap();
+        assert!(s.admitted);
+        assert_eq!(s.remaining, 1);
+        assert_eq!(idx, 77);
+        let (r, _) =
+            sliding_window_status(10, 1_000_000_000, &arr(&[0, 10, 5, 500_000, 77])).unwrap();
+        assert!(!r.admitted);
+        assert_eq!(r.remaining, 0);
+        assert!(r.wait_ns.is_some_and(|w| w > 0));
+    }
+
+    #[test]
+    fn concurrency_replies_count_the_leases() {
+        assert_eq!(
+            concurrency_status(5, &arr(&[1, 2])).unwrap(),
+            KeyStatus {
+                admitted: true,
+                remaining: 3,
+                wait_ns: None
+            }
+        );
+        assert!(!concurrency_status(5, &arr(&[0, 5])).unwrap().admitted);
+    }
+
+    #[test]
+    fn malformed_replies_are_errors_not_panics() {
+        let g = Gcra::new(1.0, 1.0);
+        assert!(token_bucket_status(&g, &Value::Nil).is_err());
+        assert!(token_bucket_status(&g, &arr(&[1])).is_err());
+        assert!(sliding_window_status(1, 1, &arr(&[1, 2, 3])).is_err());
+        assert!(concurrency_status(1, &Value::Array(vec![Value::Nil, Value::Nil])).is_err());
+    }
+}
