@@ -285,3 +285,38 @@ async fn a_grpc_timeout_shorter_than_read_timeout_wins() {
     assert_eq!(get(&headers, "x-backend"), "a", "{headers:?}");
     assert_eq!(get(&headers, "grpc-status"), "", "{headers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_stream_is_retried_balanced_and_counted_like_any_request() {
+    let (a, _) = echo("a").await;
+    let (b, _) = echo("b").await;
+    let dead = dead_addr();
+    let gw = Gateway::start_with_listen(
+        &format!(
+            "upstreams:\n  u:\n    retries: 2\n    backends: [{dead}, {a}, {b}]\n\
+             routes:\n  - {{ name: h2, upstream: u }}\n"
+        ),
+        h2c_listen(),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        // Every third pick is the dead backend: the stream is retried on
+        // another, so every answer is a 200.
+        let (v, code, body) = curl(&["--http2-prior-knowledge", &gw.url("/x")]).await;
+        assert_eq!((v.as_str(), code), ("2", 200), "{body}");
+        seen.insert(backend_of(&body));
+    }
+    assert_eq!(seen, ["a".to_string(), "b".to_string()].into());
+    assert_eq!(
+        gw.metric("sluice_requests_total{route=\"h2\",status=\"200\"}")
+            .await,
+        Some(12.0)
+    );
+    assert!(
+        gw.metric("sluice_retries_total{upstream=\"u\"}")
+            .await
+            .is_some_and(|n| n >= 1.0),
+        "no retry was counted"
+    );
+}
