@@ -388,6 +388,7 @@ done
     echo "pingora=$(awk '$0 == "name = \"pingora\"" {getline; gsub(/"/, "", $3); print $3}' Cargo.lock)"
     echo "sluice=$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' with uncommitted changes')"
     echo "pinning=$PINNING"
+    echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "rounds=$ROUNDS"
     echo "duration=$DURATION"
     echo "connections=$CONNECTIONS"
@@ -455,6 +456,9 @@ fi
 for note in "${NOTES[@]}"; do echo "note=$note"; done >>"$OUT/meta.txt"
 
 # --- report -----------------------------------------------------------------------
+# Other work on the machine slows every proxy alike but lowers all numbers:
+# the report says how busy the machine was.
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/meta.txt"
 python3 "$HERE/chart.py" "$OUT/results.csv" docs/bench.svg
 python3 "$HERE/report.py" "$OUT/results.csv" "$OUT/meta.txt" BENCHMARKS.md docs/bench.svg
 echo "bench: wrote BENCHMARKS.md, docs/bench.svg and $OUT/results.csv" >&2

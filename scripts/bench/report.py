@@ -115,6 +115,9 @@ def section(summary, meta, notes, chart):
         "### Machine and versions",
         "",
         f"- CPU: {m('cpu', '?')}, {m('nproc', '?')} cores; kernel {m('kernel', '?')}",
+        f"- Load average (1, 5, 15 min) when the run began: {m('load_start', '?')}; when it "
+        f"ended: {m('load_end', '?')}. Well above 0 means other work shared the machine and "
+        "every number is lower than on a quiet one.",
         f"- {m('nginx', 'nginx ?')}; {m('haproxy', 'HAProxy ?')}; {m('wrk', 'wrk ?')}; "
         f"{m('h2load', 'h2load ?')}",
         f"- {m('rustc', 'rustc ?')}; Pingora {m('pingora', '?')}; sluice {m('sluice', '?')}",
