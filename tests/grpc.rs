@@ -277,6 +277,19 @@ async fn the_grpc_health_check_ejects_a_not_serving_backend() {
         "backend a is SERVING again but was not let back"
     );
     assert!(started.elapsed() < Duration::from_secs(10));
+
+    // With every backend NOT_SERVING the gateway answers the call itself.
+    a.set_serving(false).await;
+    b.set_serving(false).await;
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "grpc", a.addr)
+            == Some(false)
+            && healthy(s, "grpc", b.addr) == Some(false))
+            .await
+    );
+    let none = c.unary(Request::new(msg("nobody", 0))).await.unwrap_err();
+    assert_eq!(none.code(), Code::Unavailable, "{none:?}");
+    assert_eq!(none.message(), "no healthy backend");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,8 +186,15 @@ enum Ending {
 /// Writes `batch` `count` times (bounded by 15 s) while draining what the
 /// server sends; says whether the server hung up.
 async fn flood(port: u16, count: usize, batch: impl Fn(usize) -> Vec<u8>) -> Ending {
-    let s = connect(port).await;
-    let (mut rd, mut wr) = s.into_split();
+    flood_on(connect(port).await, count, batch).await
+}
+
+/// [`flood`] on an open connection whose preface has been sent.
+async fn flood_on<S>(s: S, count: usize, batch: impl Fn(usize) -> Vec<u8>) -> Ending
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(s);
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut seen = Vec::new();
@@ -285,13 +292,7 @@ async fn a_ping_flood_is_disconnected() {
         h2c_listen(),
     )
     .await;
-    let flooder = tokio::spawn(flood(gw.port, 2_000, |i| {
-        let mut out = Vec::new();
-        for k in 0..100u64 {
-            out.extend(frame(PING, 0, 0, &((i as u64) * 100 + k).to_be_bytes()));
-        }
-        out
-    }));
+    let flooder = tokio::spawn(flood(gw.port, 2_000, pings));
     let served = victim(gw.url("/victim"), 20).await;
     assert_eq!(flooder.await.unwrap(), Ending::Disconnected);
     served.unwrap_or_else(|e| panic!("a client was not served during the flood: {e}"));
@@ -336,6 +337,60 @@ async fn a_client_that_pings_now_and_then_keeps_its_connection() {
     }
     assert!(answered, "no response after the pings");
     assert_eq!(pongs, 200);
+}
+
+/// One write of a PING flood: 100 PING frames.
+fn pings(i: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for k in 0..100u64 {
+        out.extend(frame(PING, 0, 0, &((i as u64) * 100 + k).to_be_bytes()));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_over_tls_is_disconnected() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let (a, _) = echo("a").await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let listen = format!(
+        "listen:\n  - address: 127.0.0.1:{{port}}\n    tls: {{ cert: {}, key: {} }}\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    let gw = Gateway::start_with_listen(
+        &format!("upstreams:\n  a:\n    backends: [{a}]\nroutes:\n  - upstream: a\n"),
+        Some(listen),
+    )
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut hello = PREFACE.to_vec();
+    hello.extend(frame(SETTINGS, 0, 0, &[]));
+    tls.write_all(&hello).await.unwrap();
+    assert_eq!(flood_on(tls, 2_000, pings).await, Ending::Disconnected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
