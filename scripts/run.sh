@@ -38,6 +38,7 @@ sluice is listening on http://127.0.0.1:8080 (admin on 127.0.0.1:9901). Try:
   curl -i -H 'x-user-id: 42' http://127.0.0.1:8080/sticky/x    # consistent hash on a header
   curl -i http://127.0.0.1:8080/anything                       # default route
   curl -s http://127.0.0.1:9901/status                         # routes, backends, health, limits
+  open http://127.0.0.1:9901/ in a browser                     # the live dashboard
   for i in $(seq 200); do curl -s -o /dev/null -w '%{http_code} ' http://127.0.0.1:8080/api/x; done   # see 429s
 
 Ctrl-C stops the gateway and the backends.

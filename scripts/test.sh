@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the build needs, then runs every check CI runs: formatting,
-# clippy with warnings as errors, and the whole test suite.
+# clippy with warnings as errors, and the whole test suite (whose dashboard
+# test drives headless Chromium, so setup installs it too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+SLUICE_WITH_BROWSER=1 source scripts/setup.sh
 sluice_setup
 
 cargo fmt --all -- --check

@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics` (Prometheus text), `/status` (JSON of the
 //! live config's routes, upstreams with each backend's health and load, and
-//! limits), `/healthz`, and `POST /reload`.
+//! limits; the process and its last reloads), `/stats/series` (the last
+//! minutes, second by second), `/healthz`, `POST /reload`, and the dashboard
+//! at `/`. Who may use it is decided in [`auth`].
 //! It is a separate Pingora service on its own address so that it can be
 //! bound to loopback while the proxy listens publicly.
 
@@ -13,12 +15,19 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+use crate::config::AdminToken;
 use crate::gateway::{Gateway, Shared};
 use crate::reload::Reloader;
+use crate::stats::{Stats, CAPACITY};
+
+mod auth;
+mod dashboard;
 
 pub struct AdminApp {
     pub shared: Arc<Shared>,
     pub reloader: Arc<Reloader>,
+    pub token: Option<AdminToken>,
+    pub stats: Arc<Stats>,
 }
 
 fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -88,7 +97,21 @@ pub fn status(gw: &Gateway, now: u64) -> Value {
         .config
         .limits
         .iter()
-        .map(|(name, spec)| (name.clone(), describe_limit(spec)))
+        .map(|(name, spec)| {
+            let mut v = describe_limit(spec);
+            if let Some((s, keys)) = gw.limiters.get(name).and_then(|l| l.adaptive()) {
+                let ms = |ns: Option<u64>| ns.map(|n| n as f64 / 1e6);
+                v["current"] = json!({
+                    "limit": s.limit,
+                    "in_flight": s.in_flight,
+                    "min_latency_ms": ms(s.min_rtt_ns),
+                    "recent_latency_ms": ms(s.recent_rtt_ns),
+                    "probing": s.probing,
+                    "keys": keys,
+                });
+            }
+            (name.clone(), v)
+        })
         .collect();
     let mut out = json!({ "routes": routes, "upstreams": upstreams, "limits": limits });
     if let Some(store) = &gw.redis {
@@ -110,6 +133,18 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
             json!({"algorithm": "sliding_window", "limit": limit, "window_seconds": window.as_secs_f64()})
         }
         Algorithm::Concurrency { max } => json!({"algorithm": "concurrency", "max": max}),
+        Algorithm::AdaptiveConcurrency {
+            initial,
+            min,
+            max,
+            priority,
+        } => json!({
+            "algorithm": "adaptive_concurrency",
+            "initial": initial,
+            "min": min,
+            "max": max,
+            "priority": priority.as_ref().map(|p| p.to_string()),
+        }),
     };
     let mut v = algorithm;
     v["key"] = json!(spec.key.to_string());
@@ -131,13 +166,75 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
     v
 }
 
+/// What `/status` says about the process itself.
+fn process(shared: &Shared) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+        // The limiter clock starts when the process does.
+        "uptime_seconds": (shared.now_nanos() as f64 / 1e9).floor(),
+        "draining": shared.is_draining(),
+    })
+}
+
+/// `?seconds=N` of `/stats/series`: 300 by default, at most what is kept.
+fn series_seconds(query: Option<&str>) -> f64 {
+    query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("seconds="))
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .unwrap_or(300.0)
+        .min(CAPACITY as f64)
+}
+
+fn json_reply(status: StatusCode, doc: &Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(doc).unwrap_or_default();
+    body.push(b'\n');
+    reply(status, "application/json", body)
+}
+
+fn refused(refusal: auth::Refusal) -> Response<Vec<u8>> {
+    match refusal {
+        auth::Refusal::Unauthorized => {
+            let mut r = json_reply(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "admin token required: send Authorization: Bearer <token>"}),
+            );
+            // RFC 6750 §3: say which scheme is expected.
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"sluice admin\""),
+            );
+            r
+        }
+        auth::Refusal::CrossSite => json_reply(
+            StatusCode::FORBIDDEN,
+            &json!({"error": "refused: a cross-site browser request, or a browser that reached \
+                    this token-less admin listener by a host name (use its IP address or \
+                    localhost, or set admin.token_file)"}),
+        ),
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let path = session.req_header().uri.path().to_string();
-        let method = session.req_header().method.clone();
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let method = req.method.clone();
+        let token = self.token.as_ref().map(|t| t.0.as_str());
+        if let Err(refusal) = auth::check(token, &method, &path, &req.headers) {
+            return refused(refusal);
+        }
         match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+            "/" => dashboard::page(),
+            "/stats/series" => {
+                let seconds = series_seconds(session.req_header().uri.query());
+                json_reply(StatusCode::OK, &self.stats.to_json(seconds))
+            }
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
@@ -175,17 +272,32 @@ impl ServeHttp for AdminApp {
                 reply(status, "application/json", body)
             }
             "/status" => {
-                let doc = status(&self.shared.load(), self.shared.now_nanos());
-                let mut body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-                body.push(b'\n');
-                reply(StatusCode::OK, "application/json", body)
+                let mut doc = status(&self.shared.load(), self.shared.now_nanos());
+                doc["process"] = process(&self.shared);
+                doc["reloads"] = json!(self.reloader.history());
+                json_reply(StatusCode::OK, &doc)
             }
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "application/json",
-                br#"{"error": "unknown admin path (try /status, /metrics, /healthz, POST /reload)"}"#
+                br#"{"error": "unknown admin path (try /, /status, /stats/series, /metrics, /healthz, POST /reload)"}"#
                     .to_vec(),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::series_seconds;
+
+    #[test]
+    fn series_seconds_defaults_and_is_bounded() {
+        assert_eq!(series_seconds(None), 300.0);
+        assert_eq!(series_seconds(Some("seconds=60")), 60.0);
+        assert_eq!(series_seconds(Some("x=1&seconds=5")), 5.0);
+        assert_eq!(series_seconds(Some("seconds=99999")), 600.0);
+        assert_eq!(series_seconds(Some("seconds=-3")), 300.0);
+        assert_eq!(series_seconds(Some("seconds=NaN")), 300.0);
     }
 }

@@ -2,6 +2,8 @@
 //! [`crate::limits::admit`], count the decisions, and build the 429.
 //! Kept out of the `ProxyHttp` impl so that the proxy stays glue.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -10,7 +12,7 @@ use smallvec::SmallVec;
 use crate::errors;
 use crate::gateway::Route;
 use crate::keys::{KeyInput, KeyValue};
-use crate::limits::{self, Decision, Limiter, Verdict};
+use crate::limits::{self, Decision, Limiter, Priority, Verdict};
 
 /// A limit and the request's value of its key.
 type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);
@@ -40,10 +42,15 @@ pub async fn check(
         .zip(&keys)
         .map(|(l, k)| (l.as_ref(), k.as_deref()))
         .collect();
+    let priorities: SmallVec<[Priority; 4]> = route
+        .limits
+        .iter()
+        .map(|l| Priority::parse(l.priority_key().and_then(|k| k.extract(&input)).as_deref()))
+        .collect();
     let verdict = if route.limits.iter().any(|l| l.remote().is_some()) {
-        limits::admit_shared(&pairs, now_nanos).await
+        limits::admit_shared(&pairs, &priorities, now_nanos).await
     } else {
-        limits::admit(&pairs, now_nanos)
+        limits::admit_classed(&pairs, &priorities, now_nanos)
     };
     for ((limiter, decision), m) in route
         .limits
@@ -87,11 +94,17 @@ pub fn rejection(
 
 /// Adds `RateLimit-Policy` and `RateLimit` when an enforced limit applies.
 pub fn add_ratelimit_fields(header: &mut ResponseHeader, verdict: &Verdict) {
-    if let Some(policy) = verdict.policy_header() {
+    match verdict.policy_header() {
         // Rendered once per limit: sent without a copy.
-        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(policy.as_bytes())) {
-            let _ = header.insert_header("ratelimit-policy", v);
+        Some(Cow::Borrowed(policy)) => {
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from_static(policy.as_bytes())) {
+                let _ = header.insert_header("ratelimit-policy", v);
+            }
         }
+        Some(Cow::Owned(policy)) => {
+            let _ = header.insert_header("ratelimit-policy", policy);
+        }
+        None => {}
     }
     if let Some(state) = verdict.ratelimit_header() {
         let _ = header.insert_header("ratelimit", state);

@@ -20,6 +20,7 @@ use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, Swee
 use crate::listen;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
+use crate::stats::{SampleStats, Stats};
 use crate::upstream::HealthService;
 
 #[derive(Parser, Debug)]
@@ -93,6 +94,7 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     let access_log = config.access_log.clone().map(AccessLog::new);
     let server_yaml = server_conf.to_yaml();
     let shared = Shared::new(config, access_log);
+    let stats = Stats::new(shared.now_nanos());
     let reloader = Arc::new(Reloader::new(
         cli.conf.clone(),
         registry,
@@ -170,15 +172,25 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
             AccessLogService(shared.clone()),
         ));
     }
-    if let Some(addr) = admin {
+    if let Some(admin) = admin {
+        // Only the admin listener reads the series.
+        server.add_service(background_service(
+            "stats sampler",
+            SampleStats {
+                shared: shared.clone(),
+                stats: stats.clone(),
+            },
+        ));
         let mut svc = ListeningService::new(
             "admin".to_string(),
             AdminApp {
                 shared: Arc::clone(&shared),
                 reloader,
+                token: admin.token,
+                stats,
             },
         );
-        svc.add_tcp(&addr);
+        svc.add_tcp(&admin.address);
         server.add_service(svc);
     }
     log::info!("sluice starting: {} listener(s)", listeners.len());

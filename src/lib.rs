@@ -27,4 +27,5 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod router;
+pub mod stats;
 pub mod upstream;

@@ -8,7 +8,8 @@
 //! config at scrape time, so a backend removed by a reload disappears from the
 //! output instead of reporting stale values.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -17,6 +18,7 @@ use prometheus::{
 
 use crate::gateway::Gateway;
 use crate::limits::redis_store::StoreMetrics;
+use crate::stats::LatencyHistogram;
 
 /// One route's request counters and duration histogram.
 pub struct RouteMetrics {
@@ -25,11 +27,14 @@ pub struct RouteMetrics {
     duration: Histogram,
     /// Counter per status code, created on first use.
     by_status: Box<[OnceLock<IntCounter>]>,
+    /// Finer than `duration`, for the dashboard's percentiles.
+    latency: Arc<LatencyHistogram>,
 }
 
 impl RouteMetrics {
     pub fn observe(&self, status: u16, seconds: f64) {
         self.duration.observe(seconds);
+        self.latency.record(seconds);
         let counter = match self.by_status.get(status as usize) {
             Some(slot) => slot.get_or_init(|| {
                 self.requests
@@ -80,6 +85,10 @@ pub struct Metrics {
     store_duration: Histogram,
     /// 1 while the shared store's circuit is open (decisions fall back).
     store_circuit_open: IntGauge,
+    adaptive_limit: prometheus::GaugeVec,
+    adaptive_in_flight: IntGaugeVec,
+    /// Per route name, kept across reloads like the Prometheus children.
+    latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -136,8 +145,9 @@ impl Metrics {
             "Requests answered, by route (\"\" when none matched) and status.",
             &["route", "status"],
         );
+        let latency = Mutex::new(BTreeMap::new());
         Metrics {
-            no_route: route_metrics(&requests, &duration, ""),
+            no_route: route_metrics(&requests, &duration, latency_of(&latency, ""), ""),
             requests,
             duration,
             upstream_requests: counter(
@@ -212,6 +222,26 @@ impl Metrics {
                     .expect("metric names are unique");
                 g
             },
+            adaptive_limit: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "sluice_adaptive_limit",
+                        "An adaptive_concurrency limit's current value (its busiest key).",
+                    ),
+                    &["limit"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric names are unique");
+                g
+            },
+            adaptive_in_flight: gauge(
+                &r,
+                "sluice_adaptive_in_flight",
+                "Requests an adaptive_concurrency limit holds now (its busiest key).",
+                &["limit"],
+            ),
+            latency,
             registry: r,
         }
     }
@@ -231,7 +261,18 @@ impl Metrics {
     }
 
     pub fn route(&self, name: &str) -> RouteMetrics {
-        route_metrics(&self.requests, &self.duration, name)
+        route_metrics(
+            &self.requests,
+            &self.duration,
+            latency_of(&self.latency, name),
+            name,
+        )
+    }
+
+    /// Every route's latency histogram, by route name (`""`: no route).
+    pub fn latency_histograms(&self) -> Vec<(String, Arc<LatencyHistogram>)> {
+        let map = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn backend(&self, upstream: &str, addr: &str) -> BackendMetrics {
@@ -282,6 +323,18 @@ impl Metrics {
                     .set(b.stats.inflight.load(std::sync::atomic::Ordering::Relaxed) as i64);
             }
         }
+        self.adaptive_limit.reset();
+        self.adaptive_in_flight.reset();
+        for (name, limiter) in &gw.limiters {
+            if let Some((s, _)) = limiter.adaptive() {
+                self.adaptive_limit
+                    .with_label_values(&[name.as_str()])
+                    .set(s.limit);
+                self.adaptive_in_flight
+                    .with_label_values(&[name.as_str()])
+                    .set(s.in_flight as i64);
+            }
+        }
         self.store_circuit_open.set(
             gw.redis
                 .as_ref()
@@ -295,12 +348,26 @@ impl Metrics {
     }
 }
 
-fn route_metrics(requests: &IntCounterVec, duration: &HistogramVec, name: &str) -> RouteMetrics {
+fn latency_of(
+    map: &Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
+    name: &str,
+) -> Arc<LatencyHistogram> {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(name.to_string()).or_default().clone()
+}
+
+fn route_metrics(
+    requests: &IntCounterVec,
+    duration: &HistogramVec,
+    latency: Arc<LatencyHistogram>,
+    name: &str,
+) -> RouteMetrics {
     RouteMetrics {
         name: name.to_string(),
         requests: requests.clone(),
         duration: duration.with_label_values(&[name]),
         by_status: (0..600).map(|_| OnceLock::new()).collect(),
+        latency,
     }
 }
 

@@ -6,7 +6,12 @@
 //! change in a running process (listeners, the admin address, Pingora's
 //! server keys, the access log) is reported as needing an upgrade, and the
 //! rest of the file still takes effect.
+//!
+//! The last few outcomes are kept (a fixed number, oldest dropped) for
+//! `/status` and the dashboard, so an operator sees that the edit they just
+//! made was refused, and why, without reading the log.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{self, ConfigError};
@@ -22,6 +27,23 @@ pub struct Reloader {
     server_yaml: String,
     /// One reload at a time: SIGHUP and `/reload` may race.
     lock: Mutex<()>,
+    history: Mutex<VecDeque<Record>>,
+}
+
+/// How many reload outcomes `/status` shows.
+pub const HISTORY: usize = 10;
+
+/// One reload's outcome, for `/status`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Record {
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// `ok` or `failed`.
+    pub result: &'static str,
+    /// The first error of a failed reload (the log and `POST /reload` have all).
+    pub error: Option<String>,
+    pub errors: usize,
+    pub needs_upgrade: Vec<String>,
 }
 
 /// What a successful reload did.
@@ -39,11 +61,44 @@ impl Reloader {
             shared,
             server_yaml,
             lock: Mutex::new(()),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
         }
+    }
+
+    /// The last reloads, newest first.
+    pub fn history(&self) -> Vec<Record> {
+        let h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter().rev().cloned().collect()
     }
 
     pub fn reload(&self) -> Result<Outcome, Vec<ConfigError>> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.reload_locked();
+        let record = match &result {
+            Ok(outcome) => Record {
+                at: unix_now(),
+                result: "ok",
+                error: None,
+                errors: 0,
+                needs_upgrade: outcome.needs_upgrade.clone(),
+            },
+            Err(errors) => Record {
+                at: unix_now(),
+                result: "failed",
+                error: errors.first().map(|e| e.to_string()),
+                errors: errors.len(),
+                needs_upgrade: Vec::new(),
+            },
+        };
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back(record);
+        result
+    }
+
+    fn reload_locked(&self) -> Result<Outcome, Vec<ConfigError>> {
         let loaded = match config::load_file(&self.path, &self.registry) {
             Ok(l) => l,
             Err(errors) => {
@@ -98,4 +153,11 @@ impl Reloader {
         log::info!("reloaded {}", self.path);
         Ok(outcome)
     }
+}
+
+fn unix_now() -> f64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    (secs * 1000.0).round() / 1000.0
 }

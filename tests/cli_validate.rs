@@ -69,6 +69,9 @@ const BAD: &[(&str, &str)] = &[
     ("listen: [127.0.0.1:8080]\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\n    health_check: { type: icmp }\nroutes:\n  - upstream: api\n", "upstreams.api.health_check.type: unknown health check `icmp`"),
     ("listen: [127.0.0.1:8080]\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nlimits:\n  l: { algorithm: token_bucket, capacity: 10, fill_rate: 1, store: redis }\nroutes:\n  - { upstream: api, limits: [l] }\n", "limits.l.store: `store: redis` needs a top-level `redis:` section"),
     ("listen: [127.0.0.1:8080]\nredis: { url: 'redis://127.0.0.1:6379/0', decision_timeout: 5 }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "redis.decision_timeout: a duration needs a unit"),
+    ("listen: [127.0.0.1:8080]\nadmin: 0.0.0.0:9901\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "admin: `0.0.0.0:9901` is reachable from other hosts"),
+    ("listen: [127.0.0.1:8080]\nadmin: { address: 0.0.0.0:9901 }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "admin.address: `0.0.0.0:9901` is reachable from other hosts"),
+    ("listen: [127.0.0.1:8080]\nadmin: { address: 127.0.0.1:9901, token_file: /nonexistent/token }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "admin.token_file: cannot read `/nonexistent/token`"),
     ("listen:\n  - address: 127.0.0.1:8443\n    tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }\nupstreams:\n  api:\n    backends: [127.0.0.1:9001]\nroutes:\n  - upstream: api\n", "listen[0].tls.cert: cannot read"),
 ];
 
@@ -81,6 +84,23 @@ fn each_bad_config_is_rejected_with_its_key_path() {
             out.contains(expected),
             "expected `{expected}` in:\n{out}\nfor:\n{yaml}"
         );
+    }
+}
+
+#[test]
+fn a_public_admin_address_is_accepted_with_a_token_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    for admin in [
+        format!(
+            "{{ address: 0.0.0.0:9901, token_file: {} }}",
+            token.display()
+        ),
+        "{ address: 0.0.0.0:9901, insecure: true }".to_string(),
+    ] {
+        let (code, out) = validate(&format!("{GOOD}admin: {admin}\n"));
+        assert_eq!(code, 0, "{admin}: {out}");
     }
 }
 

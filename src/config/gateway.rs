@@ -29,19 +29,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
             Vec::new()
         }
     };
-    let admin = field("admin").and_then(|n| {
-        let s = n.str(errs)?;
-        match s.parse::<SocketAddr>() {
-            Ok(_) => Some(s.to_string()),
-            Err(_) => {
-                errs.push(
-                    n.path(),
-                    format!("`{s}` is not an address such as 127.0.0.1:9901"),
-                );
-                None
-            }
-        }
-    });
+    let admin = field("admin").and_then(|n| super::admin::validate(&n, errs));
     let trusted_proxies = field("trusted_proxies")
         .map(|n| trusted(&n, errs))
         .unwrap_or_default();

@@ -48,7 +48,7 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
         None => {
             errs.push(
                 n.key_path("algorithm"),
-                "required: token_bucket, sliding_window or concurrency",
+                "required: token_bucket, sliding_window, concurrency or adaptive_concurrency",
             );
             return None;
         }
@@ -57,10 +57,14 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
         "token_bucket" => &["capacity", "fill_rate"],
         "sliding_window" => &["limit", "window"],
         "concurrency" => &["max", "lease_ttl"],
+        "adaptive_concurrency" => &["initial", "min", "max", "priority"],
         other => {
             errs.push(
                 n.key_path("algorithm"),
-                format!("unknown algorithm `{other}` (token_bucket, sliding_window, concurrency)"),
+                format!(
+                    "unknown algorithm `{other}` (token_bucket, sliding_window, concurrency, \
+                     adaptive_concurrency)"
+                ),
             );
             return None;
         }
@@ -101,6 +105,7 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
                 window: window?,
             })
         }
+        "adaptive_concurrency" => adaptive(n, m, errs),
         _ => {
             let max = required("max", errs).and_then(|m| m.uint(errs, 1, u32::MAX as u64));
             Some(Algorithm::Concurrency { max: max? })
@@ -132,6 +137,8 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
         },
     };
     let status = match field("status") {
+        // Shedding load is the server's condition, not the client's fault.
+        None if algorithm_name == "adaptive_concurrency" => Some(503),
         None => Some(429),
         Some(s) => s.uint(errs, 400, 599).map(|s| s as u16),
     };
@@ -157,6 +164,13 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
         Some(k) => k.uint(errs, 1, 100_000_000).map(|k| k as usize),
     };
     let store = store(n, m, has_redis, errs);
+    if algorithm_name == "adaptive_concurrency" && matches!(store, Some(StoreSpec::Redis { .. })) {
+        errs.push(
+            n.key_path("store"),
+            "an adaptive limit measures this gateway's own latency: it cannot be shared",
+        );
+        return None;
+    }
     Some(LimitSpec {
         store: store?,
         name: name.to_string(),
@@ -230,5 +244,44 @@ fn store(
     Some(StoreSpec::Redis {
         on_error,
         lease_ttl,
+    })
+}
+
+/// `initial`, `min`, `max` (all optional: 20, 1, 1000) and `priority`.
+fn adaptive(n: &Node, m: &serde_yaml::Mapping, errs: &mut Errors) -> Option<Algorithm> {
+    let count = |key: &str, default: u64, errs: &mut Errors| match n.field(m, key) {
+        None => Some(default),
+        Some(v) => v.uint(errs, 1, 1_000_000),
+    };
+    let initial = count("initial", 20, errs);
+    let min = count("min", 1, errs);
+    let max = count("max", 1000, errs);
+    let priority = match n.field(m, "priority") {
+        None => Some(None),
+        Some(p) => p.str(errs).and_then(|s| match KeySpec::parse(s) {
+            Ok(key) => Some(Some(key)),
+            Err(e) => {
+                errs.push(p.path(), e);
+                None
+            }
+        }),
+    };
+    let (initial, min, max) = (initial?, min?, max?);
+    if min > max {
+        errs.push(n.key_path("min"), format!("must not exceed max ({max})"));
+        return None;
+    }
+    if !(min..=max).contains(&initial) {
+        errs.push(
+            n.key_path("initial"),
+            format!("must be between min ({min}) and max ({max})"),
+        );
+        return None;
+    }
+    Some(Algorithm::AdaptiveConcurrency {
+        initial,
+        min,
+        max,
+        priority: priority?,
     })
 }

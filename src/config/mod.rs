@@ -7,6 +7,7 @@
 //! path, so one `sluice -t` run lists everything to fix. Pingora's keys are
 //! handed to Pingora's own `ServerConf` parser and `validate()`.
 
+mod admin;
 mod gateway;
 mod health_check;
 mod limits;

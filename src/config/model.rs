@@ -18,7 +18,7 @@ use crate::upstream::{BudgetSpec, OutlierSpec};
 #[derive(Clone)]
 pub struct Config {
     pub listeners: Vec<ListenerSpec>,
-    pub admin: Option<String>,
+    pub admin: Option<AdminSpec>,
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request line and header fields accepted, in bytes (431 past it).
     pub max_request_header_size: usize,
@@ -32,6 +32,24 @@ pub struct Config {
     pub access_log: Option<AccessLogSpec>,
     /// The shared store for `store: redis` limits.
     pub redis: Option<RedisSpec>,
+}
+
+/// The admin listener: `admin: ADDR` or `{ address, token_file, insecure }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSpec {
+    pub address: String,
+    /// Read from `token_file` when the config is loaded.
+    pub token: Option<AdminToken>,
+}
+
+/// A bearer token; its `Debug` never shows it, so it stays out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -72,7 +72,10 @@ fn the_design_example_loads_with_every_value() {
     assert_eq!(loaded.server.grace_period_seconds, Some(5));
     let g = loaded.gateway;
     assert_eq!(g.listeners[0].address, "0.0.0.0:8080");
-    assert_eq!(g.admin.as_deref(), Some("127.0.0.1:9901"));
+    assert_eq!(
+        g.admin.as_ref().map(|a| a.address.as_str()),
+        Some("127.0.0.1:9901")
+    );
     assert_eq!(g.trusted_proxies.len(), 2);
     let api = &g.upstreams["api"];
     assert_eq!(api.balance, Balance::ConsistentHash);
@@ -446,4 +449,75 @@ fn a_shared_limit_falls_back_to_its_share() {
         Algorithm::Concurrency { max: 1 },
         "never below one request"
     );
+}
+
+#[test]
+fn adaptive_limits_have_working_defaults_and_checked_bounds() {
+    let with = |limit: &str| format!("limits:\n  l: {limit}\n{SHARED_BASE}");
+    let loaded = load(
+        &with("{ algorithm: adaptive_concurrency }"),
+        &Registry::builtin(),
+    )
+    .ok()
+    .unwrap();
+    let spec = &loaded.gateway.limits["l"];
+    assert_eq!(
+        spec.algorithm,
+        Algorithm::AdaptiveConcurrency {
+            initial: 20,
+            min: 1,
+            max: 1000,
+            priority: None
+        }
+    );
+    assert_eq!(spec.status, 503, "shedding defaults to 503");
+    let loaded = load(
+        &with("{ algorithm: adaptive_concurrency, priority: 'header:x-priority', status: 429 }"),
+        &Registry::builtin(),
+    )
+    .ok()
+    .unwrap();
+    assert!(matches!(
+        loaded.gateway.limits["l"].algorithm,
+        Algorithm::AdaptiveConcurrency {
+            priority: Some(KeySpec::Header(_)),
+            ..
+        }
+    ));
+    assert_eq!(loaded.gateway.limits["l"].status, 429);
+    for (limit, message) in [
+        (
+            "{ algorithm: adaptive_concurrency, min: 50, max: 10 }",
+            "limits.l.min: must not exceed max",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, initial: 5000 }",
+            "limits.l.initial: must be between",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, max: 0 }",
+            "limits.l.max: must be at least 1",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, priority: 'nope:x' }",
+            "limits.l.priority",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, capacity: 3 }",
+            "limits.l.capacity: unknown key",
+        ),
+    ] {
+        let errs = errors(&with(limit));
+        assert!(
+            errs.iter().any(|e| e.starts_with(message)),
+            "{limit}: {errs:?}"
+        );
+    }
+    let shared = format!(
+        "redis: {{ url: redis://h:1 }}\n{}",
+        with("{ algorithm: adaptive_concurrency, store: redis }")
+    );
+    assert!(errors(&shared)
+        .iter()
+        .any(|e| e.starts_with("limits.l.store: an adaptive limit measures")));
 }

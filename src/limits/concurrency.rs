@@ -32,6 +32,7 @@
 
 use pingora_limits::inflight::{Guard, Inflight};
 
+use super::adaptive::AdaptiveGuard;
 use super::redis_store::Lease;
 use super::KeyStatus;
 
@@ -54,12 +55,26 @@ pub struct ConcurrencyGuard {
 enum Slot {
     Local(#[allow(dead_code)] Guard),
     Shared(#[allow(dead_code)] Lease),
+    Adaptive(AdaptiveGuard),
 }
 
 impl ConcurrencyGuard {
     pub(crate) fn shared(lease: Lease) -> ConcurrencyGuard {
         ConcurrencyGuard {
             _slot: Slot::Shared(lease),
+        }
+    }
+
+    pub(crate) fn adaptive(guard: AdaptiveGuard) -> ConcurrencyGuard {
+        ConcurrencyGuard {
+            _slot: Slot::Adaptive(guard),
+        }
+    }
+
+    /// One attempt of the request ended (an adaptive limit learns from it).
+    pub fn record_attempt(&self, rtt_ns: u64, ok: bool, now: u64) {
+        if let Slot::Adaptive(g) = &self._slot {
+            g.record(rtt_ns, ok, now);
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use prometheus::IntCounter;
 
+use super::adaptive::{AdaptiveLimit, Params, Priority, Snapshot};
 use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
 use super::headers::{ceil_secs, intern, render_policy, QuotaUnit, RateLimitInfo};
 use super::redis_store::{RedisStore, RemoteLimit};
@@ -38,6 +39,7 @@ enum Kind {
     TokenBucket(TokenBucket),
     SlidingWindow(SlidingWindow),
     Concurrency(ConcurrencyLimit),
+    Adaptive(AdaptiveLimit),
 }
 
 impl Limiter {
@@ -89,6 +91,18 @@ impl Limiter {
                 Kind::SlidingWindow(SlidingWindow::new(limit, window, spec.max_keys))
             }
             Algorithm::Concurrency { max } => Kind::Concurrency(ConcurrencyLimit::new(max)),
+            Algorithm::AdaptiveConcurrency {
+                initial, min, max, ..
+            } => Kind::Adaptive(AdaptiveLimit::new(
+                &spec.name,
+                Params {
+                    initial: initial as f64,
+                    min: min as f64,
+                    max: max as f64,
+                    ..Params::default()
+                },
+                spec.max_keys,
+            )),
         };
         let name = intern(&spec.name);
         let (quota, window_secs, unit) = policy;
@@ -109,6 +123,22 @@ impl Limiter {
             kind,
             policy,
             remote,
+        }
+    }
+
+    /// The busiest key of an adaptive limit, and the number of keys.
+    pub fn adaptive(&self) -> Option<(Snapshot, usize)> {
+        match &self.kind {
+            Kind::Adaptive(a) => a.busiest(),
+            _ => None,
+        }
+    }
+
+    /// The request class this limit reads from `priority:`, if it has one.
+    pub fn priority_key(&self) -> Option<&crate::keys::KeySpec> {
+        match &self.spec.algorithm {
+            Algorithm::AdaptiveConcurrency { priority, .. } => priority.as_ref(),
+            _ => None,
         }
     }
 
@@ -142,6 +172,7 @@ impl Limiter {
         match &self.kind {
             Kind::TokenBucket(b) => b.store().live_keys(),
             Kind::SlidingWindow(_) | Kind::Concurrency(_) => 0,
+            Kind::Adaptive(a) => a.busiest().map_or(0, |(_, n)| n),
         }
     }
 
@@ -152,6 +183,7 @@ impl Limiter {
             Kind::TokenBucket(b) => b.store().allocated_bytes(),
             Kind::SlidingWindow(w) => w.sketch_bytes(),
             Kind::Concurrency(_) => concurrency::SKETCH_BYTES,
+            Kind::Adaptive(a) => a.busiest().map_or(0, |(_, n)| n) * 512,
         }
     }
 
@@ -165,8 +197,9 @@ impl Limiter {
         Some(self.hasher.hash_one(key))
     }
 
-    pub(super) fn peek(&self, key: u64, now: u64) -> KeyStatus {
+    pub(super) fn peek(&self, key: u64, priority: Priority, now: u64) -> KeyStatus {
         match &self.kind {
+            Kind::Adaptive(a) => a.peek(key, priority, now),
             Kind::TokenBucket(b) => b.peek(key, now),
             Kind::SlidingWindow(w) => w.peek(key),
             // `Inflight` has no read-only probe: decided at commit.
@@ -179,8 +212,17 @@ impl Limiter {
     }
 
     #[inline]
-    pub(super) fn commit(&self, key: u64, now: u64) -> (KeyStatus, Option<ConcurrencyGuard>) {
+    pub(super) fn commit(
+        &self,
+        key: u64,
+        priority: Priority,
+        now: u64,
+    ) -> (KeyStatus, Option<ConcurrencyGuard>) {
         match &self.kind {
+            Kind::Adaptive(a) => {
+                let (status, guard) = a.try_acquire(key, priority, now);
+                (status, guard.map(ConcurrencyGuard::adaptive))
+            }
             Kind::TokenBucket(b) => (b.try_acquire(key, now), None),
             Kind::SlidingWindow(w) => (w.try_acquire(key), None),
             Kind::Concurrency(c) => c.try_acquire(key),
@@ -192,7 +234,7 @@ impl Limiter {
             Kind::TokenBucket(b) => b.release(key, now),
             Kind::SlidingWindow(w) => w.release(key),
             // The slot is released by dropping its guard.
-            Kind::Concurrency(_) => {}
+            Kind::Concurrency(_) | Kind::Adaptive(_) => {}
         }
     }
 
@@ -200,7 +242,7 @@ impl Limiter {
     pub(super) fn retry_after_secs(&self, status: &KeyStatus) -> Option<u64> {
         match (&self.kind, status.wait_ns) {
             (_, Some(ns)) => Some(ceil_secs(ns).max(1)),
-            (Kind::Concurrency(_), None) => Some(1),
+            (Kind::Concurrency(_) | Kind::Adaptive(_), None) => Some(1),
             // A zero limit: no wait helps.
             _ => None,
         }
@@ -213,6 +255,12 @@ impl Limiter {
         } else {
             self.retry_after_secs(status)
         };
+        // An adaptive limit's `q` is what it allows now, so its policy field
+        // is rendered per response (an empty `policy`).
+        let (quota, policy) = match &self.kind {
+            Kind::Adaptive(a) => (a.current_quota(), ""),
+            _ => (quota, self.policy_field),
+        };
         RateLimitInfo {
             name: self.name,
             quota,
@@ -220,7 +268,7 @@ impl Limiter {
             unit,
             remaining: status.remaining,
             reset_secs,
-            policy: self.policy_field,
+            policy,
         }
     }
 }
@@ -245,5 +293,8 @@ fn policy_of(algorithm: &Algorithm) -> (u64, Option<u64>, QuotaUnit) {
             )
         }
         Algorithm::Concurrency { max } => (max, None, QuotaUnit::ConcurrentRequests),
+        Algorithm::AdaptiveConcurrency { initial, .. } => {
+            (initial, None, QuotaUnit::ConcurrentRequests)
+        }
     }
 }

@@ -45,6 +45,7 @@
 //! that a client cannot precompute values that collide with another client's
 //! key; the hash is all any algorithm stores.
 
+pub mod adaptive;
 pub mod clock;
 pub mod concurrency;
 pub mod headers;
@@ -58,6 +59,7 @@ pub mod token_bucket;
 
 use smallvec::SmallVec;
 
+pub use adaptive::Priority;
 pub use clock::{Clock, ManualClock, MonotonicClock};
 pub use concurrency::{ConcurrencyGuard, ConcurrencyLimit};
 pub use headers::{ceil_secs, render_policy, render_ratelimit, QuotaUnit, RateLimitInfo};
@@ -141,9 +143,21 @@ impl Verdict {
         self.ratelimit.as_ref().map(render_ratelimit)
     }
 
-    /// The `RateLimit-Policy` field value.
-    pub fn policy_header(&self) -> Option<&'static str> {
-        self.ratelimit.as_ref().map(|info| info.policy)
+    /// The `RateLimit-Policy` field value: rendered once per limit, or per
+    /// response for a limit whose quota moves.
+    pub fn policy_header(&self) -> Option<std::borrow::Cow<'static, str>> {
+        self.ratelimit.as_ref().map(|info| match info.policy {
+            "" => std::borrow::Cow::Owned(render_policy(info)),
+            fixed => std::borrow::Cow::Borrowed(fixed),
+        })
+    }
+
+    /// One attempt of the admitted request ended: adaptive limits learn its
+    /// latency and whether it failed.
+    pub fn record_attempt(&self, rtt_ns: u64, ok: bool, now: u64) {
+        for g in &self.guards {
+            g.record_attempt(rtt_ns, ok, now);
+        }
     }
 
     fn rejected(
@@ -175,8 +189,19 @@ impl Verdict {
 /// (`None` when the request lacks it), at one instant. See the module doc for
 /// why it reads all limits before committing any.
 pub fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
+    admit_classed(limits, &[], now_nanos)
+}
+
+/// [`admit`] with each limit's reading of the request's class (only
+/// `adaptive_concurrency` limits use it; a missing entry is `default`).
+pub fn admit_classed(
+    limits: &[(&Limiter, Option<&[u8]>)],
+    priorities: &[Priority],
+    now_nanos: u64,
+) -> Verdict {
+    let class = |i: usize| priorities.get(i).copied().unwrap_or_default();
     if let [(limiter, key)] = limits {
-        return admit_one(limiter, *key, now_nanos);
+        return admit_one(limiter, *key, class(0), now_nanos);
     }
     let keys: SmallVec<[Option<u64>; 4]> = limits.iter().map(|(l, k)| l.resolve(*k)).collect();
     let mut decisions: SmallVec<[Decision; 4]> =
@@ -186,7 +211,7 @@ pub fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
         let mut refusal = None;
         for (i, ((limiter, _), key)) in limits.iter().zip(&keys).enumerate() {
             let status = match key {
-                Some(k) => limiter.peek(*k, now_nanos),
+                Some(k) => limiter.peek(*k, class(i), now_nanos),
                 None => KeyStatus::missing_key(),
             };
             if status.admitted {
@@ -213,7 +238,7 @@ pub fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
             continue;
         }
         let (status, guard) = match key {
-            Some(k) => limiter.commit(*k, now_nanos),
+            Some(k) => limiter.commit(*k, class(i), now_nanos),
             None => (KeyStatus::missing_key(), None),
         };
         if status.admitted {
@@ -227,11 +252,7 @@ pub fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
         } else if limiter.spec().shadow {
             decisions[i] = Decision::ShadowRejected;
         } else {
-            for &j in &committed {
-                if let Some(k) = keys[j] {
-                    limits[j].0.rollback(k, now_nanos);
-                }
-            }
+            roll_back(limits, &keys, &committed, now_nanos);
             drop(guards);
             return Verdict::rejected(limiter, i, &status, decisions, key.is_none());
         }
@@ -244,12 +265,26 @@ pub fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
     }
 }
 
+/// Undoes the local commits made for a request that a later limit refused.
+fn roll_back(
+    limits: &[(&Limiter, Option<&[u8]>)],
+    keys: &[Option<u64>],
+    committed: &[usize],
+    now_nanos: u64,
+) {
+    for &j in committed {
+        if let Some(k) = keys[j] {
+            limits[j].0.rollback(k, now_nanos);
+        }
+    }
+}
+
 /// [`admit`] for the common route with one limit: nothing to read first,
 /// nothing to undo.
-fn admit_one(limiter: &Limiter, key: Option<&[u8]>, now_nanos: u64) -> Verdict {
+fn admit_one(limiter: &Limiter, key: Option<&[u8]>, priority: Priority, now_nanos: u64) -> Verdict {
     let key = limiter.resolve(key);
     let (status, guard) = match key {
-        Some(k) => limiter.commit(k, now_nanos),
+        Some(k) => limiter.commit(k, priority, now_nanos),
         None => (KeyStatus::missing_key(), None),
     };
     let decisions = SmallVec::from_buf_and_len([Decision::Admitted; 4], 1);

@@ -21,12 +21,17 @@ use smallvec::SmallVec;
 
 use super::redis_store::{RemoteOutcome, Undo};
 use super::spec::OnStoreError;
-use super::{Decision, KeyStatus, Limiter, Outcome, Verdict};
+use super::{Decision, KeyStatus, Limiter, Outcome, Priority, Verdict};
 
 const DENY_RETRY_NS: u64 = 1_000_000_000;
 
 /// Decides one request against local and shared limits. See the module doc.
-pub async fn admit_shared(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
+pub async fn admit_shared(
+    limits: &[(&Limiter, Option<&[u8]>)],
+    priorities: &[Priority],
+    now_nanos: u64,
+) -> Verdict {
+    let class = |i: usize| priorities.get(i).copied().unwrap_or_default();
     let n = limits.len();
     let keys: SmallVec<[Option<u64>; 4]> = limits.iter().map(|(l, k)| l.resolve(*k)).collect();
     let mut decisions: SmallVec<[Decision; 4]> = SmallVec::from_elem(Decision::Admitted, n);
@@ -38,7 +43,7 @@ pub async fn admit_shared(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) 
             continue;
         }
         let status = match key {
-            Some(k) => limiter.peek(*k, now_nanos),
+            Some(k) => limiter.peek(*k, class(i), now_nanos),
             None => KeyStatus::missing_key(),
         };
         if !status.admitted {
@@ -115,7 +120,7 @@ pub async fn admit_shared(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) 
             continue;
         }
         let (status, guard) = match key {
-            Some(k) => limiter.commit(*k, now_nanos),
+            Some(k) => limiter.commit(*k, class(i), now_nanos),
             None => (KeyStatus::missing_key(), None),
         };
         if status.admitted {
@@ -125,11 +130,7 @@ pub async fn admit_shared(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) 
         } else if limiter.spec().shadow {
             decisions[i] = Decision::ShadowRejected;
         } else {
-            for &j in &committed {
-                if let Some(k) = keys[j] {
-                    limits[j].0.rollback(k, now_nanos);
-                }
-            }
+            super::roll_back(limits, &keys, &committed, now_nanos);
             give_back(limits, undos);
             drop(guards);
             return Verdict::rejected(limiter, i, &status, decisions, key.is_none());

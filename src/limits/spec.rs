@@ -30,6 +30,14 @@ pub enum Algorithm {
     SlidingWindow { limit: u64, window: Duration },
     /// At most `max` requests in flight.
     Concurrency { max: u64 },
+    /// A concurrency limit found from measured latency, within `min..=max`.
+    AdaptiveConcurrency {
+        initial: u64,
+        min: u64,
+        max: u64,
+        /// Where a request's class (critical, default, sheddable) is read.
+        priority: Option<KeySpec>,
+    },
 }
 
 /// What to do with a request that lacks the key's value (no such header, ...).
@@ -101,6 +109,8 @@ impl Algorithm {
                 window,
             },
             Algorithm::Concurrency { max } => Algorithm::Concurrency { max: share(max) },
+            // Not shared (the config refuses it): each gateway measures its own.
+            ref adaptive @ Algorithm::AdaptiveConcurrency { .. } => adaptive.clone(),
         }
     }
 }

@@ -238,7 +238,7 @@ fn admitted_responses_advertise_the_tightest_limit() {
     let per_key = window("per_key", 3);
     let v = admit(&[(&per_ip, key(b"1.2.3.4")), (&per_key, key(b"k"))], SEC);
     assert!(v.is_admitted());
-    assert_eq!(v.policy_header(), Some("\"per_key\";q=3;w=60"));
+    assert_eq!(v.policy_header().as_deref(), Some("\"per_key\";q=3;w=60"));
     // The 3rd unit is back only once this request has decayed out of both
     // windows: up to two windows away.
     let t = v.ratelimit.as_ref().and_then(|i| i.reset_secs);
@@ -248,7 +248,7 @@ fn admitted_responses_advertise_the_tightest_limit() {
         .is_some_and(|h| h.starts_with("\"per_key\";r=2;t=")));
 
     let v = admit(&[(&per_ip, key(b"1.2.3.4"))], SEC);
-    assert_eq!(v.policy_header(), Some("\"per_ip\";q=100;w=2"));
+    assert_eq!(v.policy_header().as_deref(), Some("\"per_ip\";q=100;w=2"));
     assert_eq!(v.ratelimit_header().as_deref(), Some("\"per_ip\";r=98;t=1"));
 }
 
@@ -267,7 +267,7 @@ fn a_refusal_carries_retry_after_and_the_refusing_policy() {
         }
     );
     assert_eq!(v.ratelimit_header().as_deref(), Some("\"per_ip\";r=0;t=3"));
-    assert_eq!(v.policy_header(), Some("\"per_ip\";q=2;w=5"));
+    assert_eq!(v.policy_header().as_deref(), Some("\"per_ip\";q=2;w=5"));
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn concurrency_limits_advertise_free_slots() {
     let c = slots("upstream_slots", 64);
     let v = admit(&[(&c, key(b"api"))], SEC);
     assert_eq!(
-        v.policy_header(),
+        v.policy_header().as_deref(),
         Some("\"upstream_slots\";q=64;qu=\"concurrent-requests\"")
     );
     assert_eq!(

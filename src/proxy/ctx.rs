@@ -23,6 +23,9 @@ pub(super) enum AttemptOutcome {
 }
 
 /// What the limits decided, kept for the response and the access log.
+// One per request, inside the request context Pingora allocates once: boxing
+// the verdict would cost an allocation per request to save moving it once.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum LimitState {
     /// The route has no limits.
     None,
@@ -93,6 +96,15 @@ impl RequestCtx {
                     AttemptOutcome::Error => b.metrics.error.inc(),
                 }
             }
+        }
+    }
+
+    /// Tells the request's adaptive limits how its attempt went: the time
+    /// since the backend was picked, and whether it failed (an error, a
+    /// timeout, a 5xx), which they count as congestion.
+    pub(super) fn record_attempt(&self, ok: bool, now: u64) {
+        if let LimitState::Admitted(verdict) = &self.limits {
+            verdict.record_attempt(now.saturating_sub(self.attempt_started), ok, now);
         }
     }
 

@@ -279,6 +279,7 @@ impl ProxyHttp for Proxy {
         ctx.count_attempt(AttemptOutcome::ConnectFailure);
         ctx.release_inflight();
         let now = self.shared.now_nanos();
+        ctx.record_attempt(false, now);
         // Nothing was sent, so any method may go to another backend, within
         // the route's retry count and the pool's retry budget.
         let retry = match (ctx.route(), ctx.tried.last()) {
@@ -311,6 +312,7 @@ impl ProxyHttp for Proxy {
             e.retry.decide_reuse(client_reused);
         }
         ctx.count_attempt(AttemptOutcome::Error);
+        ctx.record_attempt(false, self.shared.now_nanos());
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
@@ -379,6 +381,7 @@ impl ProxyHttp for Proxy {
                 rtt_nanos: now.saturating_sub(ctx.attempt_started),
             };
             route.pool.record(idx, attempt, now);
+            ctx.record_attempt(upstream_response.status.as_u16() < 500, now);
         }
         if self.shared.is_draining() {
             session.set_keepalive(None);

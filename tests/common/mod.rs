@@ -59,7 +59,25 @@ impl Gateway {
     }
 
     pub async fn start_with_listen(sections: &str, listen: Option<String>) -> Gateway {
-        Self::start_binary(Path::new(env!("CARGO_BIN_EXE_sluice")), sections, listen).await
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_sluice")),
+            sections,
+            listen,
+            None,
+        )
+        .await
+    }
+
+    /// Starts the gateway with its own `admin:` section, in which
+    /// `{admin_port}` stands for the admin listener's port.
+    pub async fn start_with_admin(sections: &str, admin: &str) -> Gateway {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_sluice")),
+            sections,
+            None,
+            Some(admin),
+        )
+        .await
     }
 
     /// Starts an example binary that runs `sluice::cli::run`, as
@@ -96,10 +114,15 @@ impl Gateway {
              `cargo build --example {name}` (scripts/test.sh does)",
             bin.display()
         );
-        Self::start_binary(&bin, sections, None).await
+        Self::start_binary(&bin, sections, None, None).await
     }
 
-    async fn start_binary(bin: &Path, sections: &str, listen: Option<String>) -> Gateway {
+    async fn start_binary(
+        bin: &Path,
+        sections: &str,
+        listen: Option<String>,
+        admin: Option<&str>,
+    ) -> Gateway {
         let mut last_err = String::new();
         // A reserved port can be taken by someone else before the gateway
         // binds it; try a few fresh ones.
@@ -111,10 +134,10 @@ impl Gateway {
                 Some(l) => l.replace("{port}", &port.to_string()),
                 None => format!("listen: [127.0.0.1:{port}]\n"),
             };
-            let head = format!(
-                "{}{listen_yaml}admin: 127.0.0.1:{admin_port}\n",
-                server_keys(dir.path())
-            );
+            let admin_yaml = admin
+                .unwrap_or("admin: 127.0.0.1:{admin_port}\n")
+                .replace("{admin_port}", &admin_port.to_string());
+            let head = format!("{}{listen_yaml}{admin_yaml}", server_keys(dir.path()));
             let text = format!("{head}{sections}");
             let conf = dir.path().join("gateway.yaml");
             std::fs::write(&conf, &text).unwrap();

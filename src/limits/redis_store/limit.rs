@@ -102,12 +102,16 @@ impl RemoteLimit {
                     limit_arg: limit.to_string(),
                 }
             }
-            Algorithm::Concurrency { max } => Alg::Concurrency {
-                max,
-                max_arg: max.to_string(),
-                ttl: lease_ttl,
-                ttl_us: lease_ttl.as_micros().max(1).to_string(),
-            },
+            // The config keeps adaptive limits local; were one given, it would
+            // be held to its `max` like a plain concurrency limit.
+            Algorithm::Concurrency { max } | Algorithm::AdaptiveConcurrency { max, .. } => {
+                Alg::Concurrency {
+                    max,
+                    max_arg: max.to_string(),
+                    ttl: lease_ttl,
+                    ttl_us: lease_ttl.as_micros().max(1).to_string(),
+                }
+            }
         };
         RemoteLimit {
             store,
