@@ -84,6 +84,17 @@ def table(summary):
     return lines, warnings
 
 
+def load_line(meta):
+    """How busy the machine was, if the run recorded it (older runs did not)."""
+    if "load_start" not in meta:
+        return []
+    return [
+        f"- Load average (1, 5, 15 min) when the run began: {meta['load_start']}; when it "
+        f"ended: {meta.get('load_end', '?')}. Well above 0 means other work shared the "
+        "machine and every number is lower than on a quiet one."
+    ]
+
+
 def section(summary, meta, notes, chart):
     lines, warnings = table(summary)
     m = meta.get
@@ -115,9 +126,7 @@ def section(summary, meta, notes, chart):
         "### Machine and versions",
         "",
         f"- CPU: {m('cpu', '?')}, {m('nproc', '?')} cores; kernel {m('kernel', '?')}",
-        f"- Load average (1, 5, 15 min) when the run began: {m('load_start', '?')}; when it "
-        f"ended: {m('load_end', '?')}. Well above 0 means other work shared the machine and "
-        "every number is lower than on a quiet one.",
+        *load_line(meta),
         f"- {m('nginx', 'nginx ?')}; {m('haproxy', 'HAProxy ?')}; {m('wrk', 'wrk ?')}; "
         f"{m('h2load', 'h2load ?')}",
         f"- {m('rustc', 'rustc ?')}; Pingora {m('pingora', '?')}; sluice {m('sluice', '?')}",
