@@ -124,6 +124,14 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+        // without Host (routing by host would otherwise guess).
+        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
+            session.set_keepalive(None);
+            self.send_error(session, GatewayError::MissingHost, ctx)
+                .await?;
+            return Ok(true);
+        }
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
