@@ -21,6 +21,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod limits;
 pub mod listen;
+mod live_gauges;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;
