@@ -450,7 +450,7 @@ if has "$SCENARIOS" g_redis; then
     "${LOAD_PIN[@]}" cargo bench --bench redis_store -- --csv "$OUT/redis_store.csv" >&2 ||
         die "cargo bench --bench redis_store failed"
     while IFS=, read -r alg p50 p99 rate; do
-        NOTES+=("(g) one \`store: redis\` decision, $alg, 16 at once on one thread against a local redis-server: p50 $p50 ms, p99 $p99 ms, $rate decisions/s (\`cargo bench --bench redis_store\`)")
+        NOTES+=("(g) \`store: redis\` decisions, $alg, on one thread against a local redis-server: p50 $p50 ms, p99 $p99 ms, $rate decisions/s (\`cargo bench --bench redis_store\`)")
     done <"$OUT/redis_store.csv"
 fi
 for note in "${NOTES[@]}"; do echo "note=$note"; done >>"$OUT/meta.txt"
