@@ -128,6 +128,10 @@ impl Reloader {
         if new.admin != old.config.admin {
             outcome.needs_upgrade.push("admin".into());
         }
+        // Pingora takes its HTTP/2 server settings once, with the listeners.
+        if new.h2_max_streams != old.config.h2_max_streams {
+            outcome.needs_upgrade.push("h2_max_streams".into());
+        }
         if new.access_log != old.config.access_log {
             outcome.needs_upgrade.push("access_log".into());
         }

@@ -41,6 +41,8 @@ struct CheckSettings {
     health_check: Option<HealthCheckSpec>,
     tls: bool,
     sni: String,
+    protocol: crate::config::UpstreamProtocol,
+    ca: Option<String>,
 }
 
 impl CheckSettings {
@@ -49,6 +51,8 @@ impl CheckSettings {
             health_check: spec.health_check.clone(),
             tls: spec.tls,
             sni: spec.sni.clone(),
+            protocol: spec.protocol,
+            ca: spec.ca.clone(),
         }
     }
 }
