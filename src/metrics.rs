@@ -55,7 +55,25 @@ impl RouteMetrics {
 pub struct BackendMetrics {
     pub ok: IntCounter,
     pub connect_failure: IntCounter,
+    /// A read or write timed out after connect.
+    pub timeout: IntCounter,
+    /// The backend closed or reset the connection, or answered garbage.
+    pub reset: IntCounter,
     pub error: IntCounter,
+}
+
+impl BackendMetrics {
+    /// Counts one attempt under its `outcome` label.
+    pub fn count(&self, outcome: &str) {
+        match outcome {
+            "ok" => &self.ok,
+            "connect_failure" => &self.connect_failure,
+            "timeout" => &self.timeout,
+            "reset" => &self.reset,
+            _ => &self.error,
+        }
+        .inc();
+    }
 }
 
 /// One limit's decision counters.
@@ -153,7 +171,7 @@ impl Metrics {
             upstream_requests: counter(
                 &r,
                 "sluice_upstream_requests_total",
-                "Attempts to use a backend: ok (a response came back), connect_failure, error.",
+                "Attempts to use a backend: ok (a response came back), connect_failure, timeout, reset (after connect), error (the client left, a stale connection, the gateway's own).",
                 &["upstream", "backend", "outcome"],
             ),
             backend_healthy: gauge(
@@ -283,6 +301,8 @@ impl Metrics {
         BackendMetrics {
             ok: c("ok"),
             connect_failure: c("connect_failure"),
+            timeout: c("timeout"),
+            reset: c("reset"),
             error: c("error"),
         }
     }

@@ -1,6 +1,7 @@
 //! Upstream pools: backend selection, active health checks, and the
 //! background service that runs those checks for whatever config is live.
 
+mod attempt;
 mod budget;
 mod health;
 mod load;
@@ -10,10 +11,11 @@ mod selection;
 mod service;
 mod view;
 
+pub use attempt::{AttemptTracker, Ending, Failure, Settled};
 pub use budget::{BudgetSpec, RetryBudget};
 pub use load::PeakEwma;
 pub use outlier::{OutlierSpec, OutlierState};
-pub use pool::{Attempt, BackendState, BackendStats, Pick, Pool};
+pub use pool::{BackendState, BackendStats, Pick, Pool};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::HealthService;
 pub use view::HealthView;

@@ -21,6 +21,7 @@ use pingora_load_balancing::Backend;
 use rand::Rng;
 use smallvec::SmallVec;
 
+use super::attempt::Settled;
 use super::budget::RetryBudget;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
@@ -76,17 +77,6 @@ pub enum Pick {
     NoneHealthy,
     /// Healthy backends exist but this request has tried them all: 502.
     Exhausted,
-}
-
-/// How a backend's answer went, for passive health and load tracking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// A response came back; its status and the time to its header.
-    Answered {
-        status: u16,
-        rtt_nanos: u64,
-    },
-    ConnectFailed,
 }
 
 pub struct Pool {
@@ -286,17 +276,17 @@ impl Pool {
         }
     }
 
-    /// Feeds a backend's answer to load tracking and passive health.
-    pub fn record(&self, idx: usize, attempt: Attempt, now: u64) {
-        let Some(b) = self.backends.get(idx) else {
+    /// Feeds a settled attempt to load tracking and passive health.
+    pub fn record(&self, settled: &Settled, now: u64) {
+        let Some(b) = self.backends.get(settled.backend) else {
             return;
         };
-        let failed = match attempt {
-            Attempt::Answered { status, rtt_nanos } => {
-                b.stats.latency.observe(rtt_nanos, now, self.decay_nanos);
-                status >= 500
-            }
-            Attempt::ConnectFailed => true,
+        b.metrics.count(settled.label());
+        if let Some(rtt) = settled.latency_sample() {
+            b.stats.latency.observe(rtt, now, self.decay_nanos);
+        }
+        let Some(failed) = settled.backend_failed() else {
+            return;
         };
         let Some(spec) = &self.spec.outlier else {
             return;
