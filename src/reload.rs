@@ -25,9 +25,20 @@ pub struct Reloader {
     /// Pingora's server settings the process started with, to tell the
     /// operator when an edit needs an upgrade rather than a reload.
     server_yaml: String,
+    /// What the process bound and opened at start. Compared with this, not
+    /// with the previous reload's file: an edit a reload could not apply is
+    /// still pending after a second reload, and an edit undone is not.
+    started: Started,
     /// One reload at a time: SIGHUP and `/reload` may race.
     lock: Mutex<()>,
     history: Mutex<VecDeque<Record>>,
+}
+
+/// The parts of the config only a restart or upgrade applies.
+struct Started {
+    listeners: Vec<config::ListenerSpec>,
+    admin: Option<config::AdminSpec>,
+    access_log: Option<config::AccessLogSpec>,
 }
 
 /// How many reload outcomes `/status` shows.
@@ -55,7 +66,15 @@ pub struct Outcome {
 
 impl Reloader {
     pub fn new(path: String, registry: Registry, shared: Arc<Shared>, server_yaml: String) -> Self {
+        let running = shared.load();
+        let started = Started {
+            listeners: running.config.listeners.clone(),
+            admin: running.config.admin.clone(),
+            access_log: running.config.access_log.clone(),
+        };
+        drop(running);
         Reloader {
+            started,
             path,
             registry,
             shared,
@@ -122,13 +141,13 @@ impl Reloader {
         let old = self.shared.load();
         let new = loaded.gateway;
         let mut outcome = Outcome::default();
-        if new.listeners != old.config.listeners {
+        if new.listeners != self.started.listeners {
             outcome.needs_upgrade.push("listen".into());
         }
-        if new.admin != old.config.admin {
+        if new.admin != self.started.admin {
             outcome.needs_upgrade.push("admin".into());
         }
-        if new.access_log != old.config.access_log {
+        if new.access_log != self.started.access_log {
             outcome.needs_upgrade.push("access_log".into());
         }
         if loaded.server.to_yaml() != self.server_yaml {

@@ -18,4 +18,4 @@ pub use outlier::{OutlierSpec, OutlierState};
 pub use pool::{BackendState, BackendStats, Pick, Pool};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::HealthService;
-pub use view::HealthView;
+pub use view::{HealthState, HealthView};

@@ -1,17 +1,16 @@
 //! One upstream pool: its backends, their health and load, and its selector.
 //!
 //! A backend is *available* when active health checks pass (Pingora's
-//! load-balancing crate, through a [`HealthView`]) and passive health has not
+//! checkers as probes, run by [`Pool::check_if_due`]) and passive health has not
 //! ejected it. [`Pool::pick`] hands the [`Selector`] the available backends
 //! this request has not tried, with each one's load; below the panic
 //! threshold it hands it every backend instead (Envoy's panic mode: better to
 //! spread load over all than to crush the few that still pass checks).
 //!
-//! A pool is immutable once built; a reload builds a new one, which shares the
-//! old one's [`HealthView`] and, per address, its [`BackendStats`], so health,
-//! in-flight counts and latency survive an edit of the pool.
+//! A pool is immutable once built; a reload builds a new one, which shares,
+//! per address, the old one's [`BackendStats`], so health, in-flight counts
+//! and latency survive any edit of the pool, including of its health check.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +25,7 @@ use super::budget::RetryBudget;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
 use super::selection::{load_aware_cost, Load, Selector};
-use super::view::HealthView;
+use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
 use crate::metrics::{BackendMetrics, Metrics};
 
@@ -40,10 +39,8 @@ pub struct BackendStats {
     ready_since: AtomicU64,
     /// Whether the last pick saw it available, to notice a recovery.
     was_available: AtomicBool,
-    /// Active health as of the last check, copied from Pingora's registry
-    /// after each round so a pick reads one atomic instead of hashing the
-    /// backend into Pingora's readiness map.
-    healthy: AtomicBool,
+    /// Active health, kept by address across reloads (see `view`).
+    pub health: HealthState,
 }
 
 impl Default for BackendStats {
@@ -54,7 +51,7 @@ impl Default for BackendStats {
             outlier: OutlierState::default(),
             ready_since: AtomicU64::new(0),
             was_available: AtomicBool::new(true),
-            healthy: AtomicBool::new(true),
+            health: HealthState::default(),
         }
     }
 }
@@ -126,10 +123,9 @@ impl Pool {
                 }
             })
             .collect();
-        let members: BTreeSet<Backend> = backends.iter().map(|b| b.backend.clone()).collect();
-        let view = HealthView::for_spec(&spec, members, previous.map(|p| &p.view));
+        let view = HealthView::for_spec(&spec, previous.map(|p| &p.view));
         let weights: Vec<(SocketAddr, u32)> = backends.iter().map(|b| (b.addr, b.weight)).collect();
-        let pool = Pool {
+        Pool {
             selector: Selector::new(spec.balance, &weights),
             budget: RetryBudget::new(spec.retry_budget.clone()),
             retries: metrics.retries_for(&spec.name),
@@ -138,28 +134,39 @@ impl Pool {
             backends,
             view,
             in_panic: AtomicBool::new(false),
-        };
-        pool.refresh_health();
-        pool
-    }
-
-    /// Copies active health from Pingora's registry into each backend's flag.
-    /// A backend that failed its active check and now passes it again is
-    /// also let back from a passive ejection (see [`OutlierState::uneject`]).
-    pub fn refresh_health(&self) {
-        for b in &self.backends {
-            let ready = self.view.ready(&b.backend);
-            let was = b.stats.healthy.swap(ready, Ordering::Relaxed);
-            if ready && !was && b.stats.outlier.ejected_until() != 0 {
-                b.stats.outlier.uneject();
-            }
         }
     }
 
-    /// Runs a round of active checks if one is due, then refreshes the flags.
+    /// Runs a round of active checks if one is due, all backends at once.
+    /// A backend that failed its active check and now passes it again is
+    /// also let back from a passive ejection (see [`OutlierState::uneject`]).
     pub async fn check_if_due(&self, now: std::time::Instant) {
-        self.view.check_if_due(now).await;
-        self.refresh_health();
+        let Some(checker) = self.view.claim_round(now) else {
+            return;
+        };
+        let results =
+            futures::future::join_all(self.backends.iter().map(|b| checker.check(&b.backend)))
+                .await;
+        if let Some(hc) = self.view.spec() {
+            for (b, result) in self.backends.iter().zip(results) {
+                match b.stats.health.observe(result.is_ok(), hc) {
+                    Some(true) => {
+                        log::info!("upstream {}: {} becomes healthy", self.spec.name, b.addr);
+                        if b.stats.outlier.ejected_until() != 0 {
+                            b.stats.outlier.uneject();
+                        }
+                    }
+                    Some(false) => log::warn!(
+                        "upstream {}: {} becomes unhealthy: {}",
+                        self.spec.name,
+                        b.addr,
+                        result.err().map_or_else(String::new, |e| e.to_string())
+                    ),
+                    None => {}
+                }
+            }
+        }
+        self.view.round_done();
     }
 
     pub fn name(&self) -> &str {
@@ -171,7 +178,7 @@ impl Pool {
     pub fn is_healthy(&self, idx: usize) -> bool {
         self.backends
             .get(idx)
-            .is_some_and(|b| b.stats.healthy.load(Ordering::Relaxed))
+            .is_some_and(|b| b.stats.health.is_healthy())
     }
 
     /// Healthy by active checks and not ejected by passive health.
