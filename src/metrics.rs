@@ -96,6 +96,8 @@ pub struct Metrics {
     panic_mode: IntGaugeVec,
     pub ratelimit: IntCounterVec,
     pub retries: IntCounterVec,
+    /// Failed or empty resolutions of a backend name.
+    pub dns_failures: IntCounterVec,
     pub reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
     store_errors: IntCounterVec,
@@ -209,6 +211,12 @@ impl Metrics {
                 "sluice_retries_total",
                 "Requests sent again to another backend after a failure.",
                 &["upstream"],
+            ),
+            dns_failures: counter(
+                &r,
+                "sluice_dns_resolution_failures_total",
+                "Resolutions of a backend name that failed or found no address (the last good set is kept).",
+                &["name"],
             ),
             reloads: counter(
                 &r,

@@ -138,6 +138,7 @@ impl Reloader {
                 return Err(errors);
             }
         };
+        let _one_rebuild_at_a_time = self.shared.rebuild_lock();
         let old = self.shared.load();
         let new = loaded.gateway;
         let mut outcome = Outcome::default();
@@ -163,6 +164,7 @@ impl Reloader {
             Some(&old),
             self.shared.now_nanos(),
             &self.shared.metrics,
+            &self.shared.dns,
         ));
         self.shared.metrics.reloads.with_label_values(&["ok"]).inc();
         log::info!("reloaded {}", self.path);

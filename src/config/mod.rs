@@ -36,6 +36,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "filters",
     "access_log",
     "redis",
+    "resolver",
 ];
 
 /// A loaded file: Pingora's server settings and the gateway's.

@@ -3,6 +3,7 @@
 
 mod attempt;
 mod budget;
+pub mod dns;
 mod health;
 mod load;
 mod outlier;
@@ -15,7 +16,7 @@ pub use attempt::{AttemptTracker, Ending, Failure, Settled};
 pub use budget::{BudgetSpec, RetryBudget};
 pub use load::PeakEwma;
 pub use outlier::{OutlierSpec, OutlierState};
-pub use pool::{BackendState, BackendStats, Pick, Pool};
+pub use pool::{pool_targets, BackendState, BackendStats, Pick, Pool, Target};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::HealthService;
 pub use view::{HealthState, HealthView};

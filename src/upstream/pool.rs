@@ -22,6 +22,7 @@ use smallvec::SmallVec;
 
 use super::attempt::Settled;
 use super::budget::RetryBudget;
+use super::dns::DnsTable;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
 use super::selection::{load_aware_cost, Load, Selector};
@@ -59,6 +60,8 @@ impl Default for BackendStats {
 /// A backend of this pool.
 pub struct BackendState {
     pub addr: SocketAddr,
+    /// The `host:port` it was resolved from, if it was given by name.
+    pub name: Option<Arc<str>>,
     pub weight: u32,
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
@@ -74,6 +77,41 @@ pub enum Pick {
     NoneHealthy,
     /// Healthy backends exist but this request has tried them all: 502.
     Exhausted,
+}
+
+/// One backend a pool is built with: a literal address, or one address of a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub name: Option<Arc<str>>,
+}
+
+/// The backends `spec` stands for now: its addresses, then each name's
+/// addresses as `dns` last resolved them. An address listed twice is kept once.
+pub fn pool_targets(spec: &UpstreamSpec, dns: &DnsTable) -> Vec<Target> {
+    let mut out: Vec<Target> = spec
+        .backends
+        .iter()
+        .map(|b| Target {
+            addr: b.address,
+            weight: b.weight,
+            name: None,
+        })
+        .collect();
+    for n in &spec.named {
+        let name: Arc<str> = Arc::from(n.name());
+        for addr in dns.backends(&n.host, n.port) {
+            if !out.iter().any(|t| t.addr == addr) {
+                out.push(Target {
+                    addr,
+                    weight: n.weight,
+                    name: Some(name.clone()),
+                });
+            }
+        }
+    }
+    out
 }
 
 pub struct Pool {
@@ -92,15 +130,15 @@ impl Pool {
     /// doc). Backends new to the pool start their slow start at `now`.
     pub fn rebuild(
         spec: UpstreamSpec,
+        targets: Vec<Target>,
         previous: Option<&Pool>,
         now: u64,
         metrics: &Metrics,
     ) -> Pool {
-        let backends: Vec<BackendState> = spec
-            .backends
-            .iter()
+        let backends: Vec<BackendState> = targets
+            .into_iter()
             .map(|b| {
-                let old = previous.and_then(|p| p.backends.iter().find(|o| o.addr == b.address));
+                let old = previous.and_then(|p| p.backends.iter().find(|o| o.addr == b.addr));
                 let stats = match (old, previous) {
                     (Some(o), _) => o.stats.clone(),
                     (None, Some(_)) => {
@@ -111,15 +149,16 @@ impl Pool {
                     (None, None) => Arc::new(BackendStats::default()),
                 };
                 BackendState {
-                    addr: b.address,
+                    addr: b.addr,
+                    name: b.name,
                     weight: b.weight,
                     backend: Backend {
-                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.address),
+                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.addr),
                         weight: b.weight as usize,
                         ext: Default::default(),
                     },
                     stats,
-                    metrics: metrics.backend(&spec.name, &b.address.to_string()),
+                    metrics: metrics.backend(&spec.name, &b.addr.to_string()),
                 }
             })
             .collect();
@@ -167,6 +206,19 @@ impl Pool {
             }
         }
         self.view.round_done();
+    }
+
+    /// The backends this pool was built with, to tell whether a rebuild
+    /// would change it.
+    pub fn targets(&self) -> Vec<Target> {
+        self.backends
+            .iter()
+            .map(|b| Target {
+                addr: b.addr,
+                weight: b.weight,
+                name: b.name.clone(),
+            })
+            .collect()
     }
 
     pub fn name(&self) -> &str {
