@@ -128,4 +128,6 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
 }
 
 #[cfg(test)]
+mod discovery_tests;
+#[cfg(test)]
 mod tests;
