@@ -20,7 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hickory_resolver::config::{NameServerConfig, Protocol, ResolverConfig, ResolverOpts};
+use hickory_resolver::config::{
+    LookupIpStrategy, NameServerConfig, Protocol, ResolverConfig, ResolverOpts,
+};
 use hickory_resolver::TokioAsyncResolver;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
@@ -162,10 +164,13 @@ pub fn resolver(servers: &[SocketAddr]) -> Result<TokioAsyncResolver, String> {
     opts.cache_size = 0;
     opts.timeout = LOOKUP_TIMEOUT;
     opts.attempts = 1;
+    // Both families: every A and every AAAA record is a backend.
+    opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     if servers.is_empty() {
         let (config, mut system) =
             hickory_resolver::system_conf::read_system_conf().map_err(|e| e.to_string())?;
         system.cache_size = 0;
+        system.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         return Ok(TokioAsyncResolver::tokio(config, system));
     }
     let mut config = ResolverConfig::new();
@@ -238,6 +243,8 @@ const NAP: Duration = Duration::from_millis(100);
 impl BackgroundService for DnsService {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut current: Option<(Vec<SocketAddr>, TokioAsyncResolver)> = None;
+        // Logged once until a resolver can be built again.
+        let mut complained = false;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -250,28 +257,44 @@ impl BackgroundService for DnsService {
                     .as_ref()
                     .is_none_or(|(s, _)| *s != gw.config.resolver)
                 {
-                    match resolver(&gw.config.resolver) {
-                        Ok(r) => current = Some((gw.config.resolver.clone(), r)),
-                        Err(e) => log::error!("no DNS resolver: {e}"),
-                    }
+                    current = match resolver(&gw.config.resolver) {
+                        Ok(r) => {
+                            complained = false;
+                            Some((gw.config.resolver.clone(), r))
+                        }
+                        Err(e) => {
+                            if !std::mem::replace(&mut complained, true) {
+                                log::error!("no DNS resolver: {e}");
+                            }
+                            None
+                        }
+                    };
                 }
-                if let Some((_, r)) = &current {
-                    let answers = futures::future::join_all(due.iter().map(|h| lookup(r, h))).await;
-                    let now = Instant::now();
-                    let mut changed = false;
-                    for (host, answer) in due.iter().zip(answers) {
-                        let refresh = wanted.get(host).copied().flatten();
-                        changed |= self.shared.dns.apply(host, refresh, answer, now, || {
-                            self.shared
-                                .metrics
-                                .dns_failures
-                                .with_label_values(&[host])
-                                .inc()
-                        });
+                // Without a resolver every name counts as failed, and backs
+                // off like any failed answer.
+                let answers = match &current {
+                    Some((_, r)) => {
+                        futures::future::join_all(due.iter().map(|h| lookup(r, h))).await
                     }
-                    if changed {
-                        rebuild(&self.shared);
-                    }
+                    None => due
+                        .iter()
+                        .map(|_| Answer::Failed("no resolver".into()))
+                        .collect(),
+                };
+                let now = Instant::now();
+                let mut changed = false;
+                for (host, answer) in due.iter().zip(answers) {
+                    let refresh = wanted.get(host).copied().flatten();
+                    changed |= self.shared.dns.apply(host, refresh, answer, now, || {
+                        self.shared
+                            .metrics
+                            .dns_failures
+                            .with_label_values(&[host])
+                            .inc()
+                    });
+                }
+                if changed {
+                    rebuild(&self.shared);
                 }
             }
             drop(gw);

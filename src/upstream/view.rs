@@ -44,8 +44,9 @@ impl HealthState {
     }
 
     /// Records one check; returns the new verdict if this check flipped it.
-    /// Checks of one backend never run concurrently (one round at a time per
-    /// view), so the load-then-store sequence does not race with itself.
+    /// A view runs one round at a time; only a round of a view a reload just
+    /// replaced can overlap, and then a lost update costs one check's count,
+    /// which the next round repairs.
     pub fn observe(&self, passed: bool, spec: &HealthCheckSpec) -> Option<bool> {
         let healthy = self.is_healthy();
         if passed == healthy {
