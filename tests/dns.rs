@@ -171,3 +171,40 @@ async fn dns_refresh_off_resolves_once() {
     let seen = spread(&c, &gw, 10).await;
     assert_eq!(seen.get("a"), Some(&10), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stays_in_the_records_keeps_its_health() {
+    let (port, echoes) = backends_on_one_port(&["a", "b", "c"]).await;
+    let dns = DnsServer::start().await;
+    dns.set("api.test", &[ip(1), ip(2)]);
+    let gw = Gateway::start(&format!(
+        "resolver: {}\nupstreams:\n  api:\n    backends: [api.test:{port}]\n    dns_refresh: 200ms\n    \
+         health_check: {{ type: http, path: /health, interval: 100ms, unhealthy_after: 3 }}\n\
+         routes:\n  - upstream: api\n",
+        dns.addr
+    ))
+    .await;
+    echoes[1]
+        .control
+        .unhealthy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let b = SocketAddr::from((ip(2), port));
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "api", b)
+            == Some(false))
+            .await
+    );
+    // b stays in the records, c joins: b must still be down at once (a
+    // state started afresh would call it healthy for two more checks).
+    dns.set("api.test", &[ip(2), ip(3)]);
+    let c_addr = SocketAddr::from((ip(3), port));
+    assert!(
+        gw.wait_status(Duration::from_secs(5), |s| healthy(s, "api", c_addr)
+            .is_some())
+            .await,
+        "c never joined"
+    );
+    assert_eq!(healthy(&gw.status().await, "api", b), Some(false));
+    let seen = spread(&client(), &gw, 10).await;
+    assert_eq!(seen.get("c"), Some(&10), "{seen:?}");
+}
