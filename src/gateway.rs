@@ -176,7 +176,9 @@ impl Shared {
     pub fn new(config: Config, access_log: Option<AccessLog>) -> Arc<Shared> {
         let metrics = Metrics::new();
         let table = DnsTable::default();
-        dns::resolve_at_start(&config, &table, || {});
+        dns::resolve_new(&config, &table, |host| {
+            metrics.dns_failures.with_label_values(&[host]).inc()
+        });
         Arc::new(Shared {
             current: ArcSwap::from_pointee(Gateway::rebuild(config, None, 0, &metrics, &table)),
             draining: AtomicBool::new(false),

@@ -138,9 +138,17 @@ impl Reloader {
                 return Err(errors);
             }
         };
+        let new = loaded.gateway;
+        // Names this file adds get their addresses before it goes live.
+        crate::upstream::dns::resolve_new(&new, &self.shared.dns, |host| {
+            self.shared
+                .metrics
+                .dns_failures
+                .with_label_values(&[host])
+                .inc()
+        });
         let _one_rebuild_at_a_time = self.shared.rebuild_lock();
         let old = self.shared.load();
-        let new = loaded.gateway;
         let mut outcome = Outcome::default();
         if new.listeners != self.started.listeners {
             outcome.needs_upgrade.push("listen".into());

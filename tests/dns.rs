@@ -208,3 +208,20 @@ async fn a_backend_that_stays_in_the_records_keeps_its_health() {
     let seen = spread(&client(), &gw, 10).await;
     assert_eq!(seen.get("c"), Some(&10), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_added_by_a_reload_serves_as_soon_as_the_reload_answers() {
+    let (port, _echoes) = backends_on_one_port(&["a", "b"]).await;
+    let (lit, _) = echo("literal").await;
+    let dns = DnsServer::start().await;
+    dns.set("api.test", &[ip(2)]);
+    let gw = Gateway::start(&format!(
+        "resolver: {}\nupstreams:\n  api:\n    backends: [{lit}]\nroutes:\n  - upstream: api\n",
+        dns.addr
+    ))
+    .await;
+    gw.rewrite(&config(dns.addr, port, "5s"));
+    assert_eq!(gw.reload().await.0, 200);
+    let seen = spread(&client(), &gw, 10).await;
+    assert_eq!(seen.get("b"), Some(&10), "{seen:?}");
+}

@@ -196,14 +196,34 @@ pub async fn lookup(resolver: &TokioAsyncResolver, host: &str) -> Answer {
     }
 }
 
-/// Resolves every name of `config` once, before the gateway serves: its
+/// Resolves the names of `config` that `table` has never resolved, before
+/// the gateway serves them (at start, and for a reload that adds names): the
 /// first requests then find the named backends already there. Runs on a
-/// runtime of its own, since none is running yet.
-pub fn resolve_at_start(config: &Config, table: &DnsTable, on_failure: impl Fn()) {
-    let wanted = names(config);
+/// runtime of its own, on a thread of its own, so it can be called from
+/// anywhere, a runtime thread included; it takes at most a lookup timeout.
+pub fn resolve_new(config: &Config, table: &DnsTable, on_failure: impl Fn(&str) + Sync) {
+    let mut wanted = names(config);
+    {
+        let entries = table.lock();
+        wanted.retain(|host, _| !entries.contains_key(host));
+    }
     if wanted.is_empty() {
         return;
     }
+    std::thread::scope(|s| {
+        let done = s.spawn(|| resolve_on_own_runtime(config, &wanted, table, &on_failure));
+        if done.join().is_err() {
+            log::error!("resolving backend names failed");
+        }
+    });
+}
+
+fn resolve_on_own_runtime(
+    config: &Config,
+    wanted: &BTreeMap<String, Option<Duration>>,
+    table: &DnsTable,
+    on_failure: &(impl Fn(&str) + Sync),
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,7 +245,7 @@ pub fn resolve_at_start(config: &Config, table: &DnsTable, on_failure: impl Fn()
         let answers = futures::future::join_all(wanted.keys().map(|h| lookup(&resolver, h))).await;
         let now = Instant::now();
         for ((host, refresh), answer) in wanted.iter().zip(answers) {
-            table.apply(host, *refresh, answer, now, &on_failure);
+            table.apply(host, *refresh, answer, now, || on_failure(host));
         }
     });
 }
