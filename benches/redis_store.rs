@@ -3,9 +3,11 @@
 //!
 //! `cargo bench --bench redis_store` starts its own `redis-server` on an
 //! ephemeral port, then drives the same `RemoteLimit::acquire` the gateway
-//! calls, from `CONCURRENCY` requests at once on one current-thread runtime
-//! (the gateway's `threads: 1`), for each algorithm; it prints p50, p99 and
-//! the decisions per second, and with `--csv FILE` appends them as CSV rows.
+//! calls, one request at a time (the latency a decision adds) and 16 at once
+//! (a busy gateway: decisions queue on the connection), on one current-thread
+//! runtime (the gateway's `threads: 1`), for each algorithm; it prints p50,
+//! p99 and the decisions per second, and with `--csv FILE` appends them as CSV
+//! rows.
 //! A criterion harness would report means; a decision's tail is the point.
 
 use std::net::TcpListener;
@@ -20,7 +22,7 @@ use sluice::limits::redis_store::{
 };
 use sluice::limits::{Algorithm, LimitSpec, OnMissing, OnStoreError, StoreSpec};
 
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: [usize; 2] = [1, 16];
 const DECISIONS: usize = 40_000;
 
 fn main() {
@@ -52,7 +54,7 @@ fn main() {
     let _ = redis.wait();
     for (name, p50, p99, rate) in &rows {
         println!(
-            "redis_store {name}: p50 {:.3} ms, p99 {:.3} ms, {rate:.0} decisions/s ({CONCURRENCY} at once)",
+            "redis_store {name}: p50 {:.3} ms, p99 {:.3} ms, {rate:.0} decisions/s",
             p50 * 1e3,
             p99 * 1e3
         );
@@ -117,9 +119,9 @@ async fn run(port: u16) -> Vec<(String, f64, f64, f64)> {
         ("concurrency", Algorithm::Concurrency { max: 1_000_000 }),
     ];
     let mut rows = Vec::new();
-    for (name, algorithm) in algorithms {
+    for (alg, algorithm) in algorithms {
         let spec = LimitSpec {
-            name: name.to_string(),
+            name: alg.to_string(),
             algorithm,
             key: KeySpec::ClientIp,
             shadow: false,
@@ -139,28 +141,31 @@ async fn run(port: u16) -> Vec<(String, f64, f64, f64)> {
             IntCounter::new("f", "f").expect("metric"),
         ));
         // Warm up: loads the script and fills the connections' buffers.
-        decide_all(&limit, 2_000).await;
-        let started = Instant::now();
-        let mut latencies = decide_all(&limit, DECISIONS).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        latencies.sort_by(f64::total_cmp);
-        let at =
-            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-        rows.push((
-            name.to_string(),
-            at(0.5),
-            at(0.99),
-            DECISIONS as f64 / elapsed,
-        ));
+        decide_all(&limit, 2_000, 16).await;
+        for concurrency in CONCURRENCY {
+            let started = Instant::now();
+            let mut latencies = decide_all(&limit, DECISIONS, concurrency).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            latencies.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            rows.push((
+                format!("{alg} {concurrency} at once"),
+                at(0.5),
+                at(0.99),
+                DECISIONS as f64 / elapsed,
+            ));
+        }
     }
     rows
 }
 
-/// `n` decisions, `CONCURRENCY` at a time, over 1000 client keys; each one's seconds.
-async fn decide_all(limit: &Arc<RemoteLimit>, n: usize) -> Vec<f64> {
-    let per_task = n / CONCURRENCY;
+/// `n` decisions, `concurrency` at a time, over 1000 client keys; each one's seconds.
+async fn decide_all(limit: &Arc<RemoteLimit>, n: usize, concurrency: usize) -> Vec<f64> {
+    let per_task = n / concurrency;
     let mut tasks = Vec::new();
-    for t in 0..CONCURRENCY {
+    for t in 0..concurrency {
         let limit = limit.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::with_capacity(per_task);

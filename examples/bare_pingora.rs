@@ -7,7 +7,9 @@
 //!     cargo run --release --example bare_pingora -- -c pingora.yaml
 //! ```
 //! Server keys (`threads`, `work_stealing`, ...) come from Pingora's own
-//! `-c` file, exactly as sluice takes them.
+//! `-c` file, exactly as sluice takes them. `BARE_H2C=1` also accepts HTTP/2
+//! with prior knowledge, as a sluice listener with `h2c: true` does, and
+//! `BARE_UPSTREAM_H2C=1` speaks h2c to the backends (`protocol: h2c`).
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use pingora_proxy::{ProxyHttp, Session};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub struct Lb(Arc<LoadBalancer<RoundRobin>>);
+pub struct Lb(Arc<LoadBalancer<RoundRobin>>, bool);
 
 #[async_trait]
 impl ProxyHttp for Lb {
@@ -32,7 +34,13 @@ impl ProxyHttp for Lb {
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let backend = self.0.select(b"", 256).expect("a backend"); // the key is ignored
-        Ok(Box::new(HttpPeer::new(backend, false, String::new())))
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        if self.1 {
+            // As sluice's `protocol: h2c` does.
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = 100;
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -46,7 +54,20 @@ fn main() {
     server.bootstrap();
     let upstreams =
         LoadBalancer::try_from_iter(backends.split(',').map(str::trim)).expect("BARE_BACKENDS");
-    let mut lb = pingora_proxy::http_proxy_service(&server.configuration, Lb(Arc::new(upstreams)));
+    let mut lb = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        Lb(
+            Arc::new(upstreams),
+            std::env::var_os("BARE_UPSTREAM_H2C").is_some(),
+        ),
+    );
+    if std::env::var_os("BARE_H2C").is_some() {
+        let mut options = pingora_core::apps::HttpServerOptions::default();
+        options.h2c = true;
+        if let Some(app) = lb.app_logic_mut() {
+            app.server_options = Some(options);
+        }
+    }
     lb.add_tcp(&listen);
     server.add_service(lb);
     server.run_forever();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing sluice needs on Debian/Ubuntu, if missing:
-# cmake (Pingora's libz-ng-sys), pkg-config and libssl-dev (OpenSSL TLS), and
-# redis-server / redis-cli, which the shared-limit tests start themselves.
+# cmake (Pingora's libz-ng-sys), pkg-config and libssl-dev (OpenSSL TLS),
+# redis-server / redis-cli, which the shared-limit tests start themselves, and
+# curl (with HTTP/2) and nghttp2-client (h2load) for the HTTP/2 tests and benchmarks.
 # With SLUICE_WITH_BROWSER=1 (scripts/test.sh sets it, and so does running this
 # file directly) also headless Chromium and chromedriver, for the dashboard's
 # browser test; run.sh and bench.sh do without them.
@@ -12,7 +13,7 @@ SLUICE_BROWSER_PACKAGES=(chromium chromium-driver)
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     SLUICE_WITH_BROWSER=1
 fi
-SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl redis-server redis-tools ${SLUICE_EXTRA_PACKAGES:-})
+SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl redis-server redis-tools nghttp2-client ${SLUICE_EXTRA_PACKAGES:-})
 if [ "${SLUICE_WITH_BROWSER:-0}" = 1 ]; then
     SLUICE_PACKAGES+=("${SLUICE_BROWSER_PACKAGES[@]}")
 fi

@@ -27,6 +27,8 @@ pub struct Entry<'a> {
     pub client_ip: String,
     pub method: &'a str,
     pub path: &'a str,
+    /// `HTTP/1.1`, `HTTP/2`, ...
+    pub protocol: &'static str,
     pub status: u16,
     pub duration_ms: f64,
     pub route: &'a str,
@@ -64,12 +66,13 @@ impl AccessLog {
         let line = match self.format {
             AccessLogFormat::Json => serde_json::to_string(entry).unwrap_or_default(),
             AccessLogFormat::Text => format!(
-                "{:.3} {} {} \"{} {}\" {} {:.3}ms route={} upstream={} backend={} limit={} attempts={}",
+                "{:.3} {} {} \"{} {} {}\" {} {:.3}ms route={} upstream={} backend={} limit={} attempts={}",
                 entry.ts,
                 entry.request_id,
                 entry.client_ip,
                 entry.method,
                 entry.path,
+                entry.protocol,
                 entry.status,
                 entry.duration_ms,
                 entry.route,

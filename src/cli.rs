@@ -15,7 +15,9 @@ use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::Shared;
+use crate::h2_flood::FloodGuard;
 use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, SweepLimits};
+use crate::listen;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::stats::{SampleStats, Stats};
@@ -105,25 +107,44 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     server.bootstrap();
 
     let grace = server.configuration.grace_period_seconds.unwrap_or(300);
-    let mut proxy = ListeningService::new(
-        "sluice proxy".to_string(),
-        DeferredCleanup {
-            inner: Arc::new(pingora_proxy::http_proxy(
-                &server.configuration,
-                Proxy::new(shared.clone()),
-            )),
-            delay: std::time::Duration::from_secs(grace.min(1)),
-        },
-    );
-    for l in &listeners {
-        match &l.tls {
-            None => proxy.add_tcp(&l.address),
-            Some(tls) => proxy
-                .add_tls(&l.address, &tls.cert, &tls.key)
-                .map_err(|e| format!("listener {}: TLS setup failed: {e}", l.address))?,
+    let h2_max_streams = shared.load().config.h2_max_streams;
+    // Pingora turns h2c on per application, not per listener: listeners that
+    // accept h2c get their own service, the others keep plain HTTP/1.1.
+    for h2c in [false, true] {
+        let mine: Vec<_> = listeners.iter().filter(|l| l.h2c == h2c).collect();
+        if mine.is_empty() {
+            continue;
         }
+        let mut app = pingora_proxy::http_proxy(&server.configuration, Proxy::new(shared.clone()));
+        app.h2_options = Some(listen::h2_options(h2_max_streams));
+        app.server_options = Some(listen::server_options(h2c));
+        let name = if h2c {
+            "sluice proxy h2c"
+        } else {
+            "sluice proxy"
+        };
+        let mut proxy = ListeningService::new(
+            name.to_string(),
+            DeferredCleanup {
+                inner: Arc::new(FloodGuard {
+                    inner: Arc::new(app),
+                    h2c,
+                }),
+                delay: std::time::Duration::from_secs(grace.min(1)),
+            },
+        );
+        for l in mine {
+            match &l.tls {
+                None => proxy.add_tcp(&l.address),
+                Some(tls) => {
+                    let settings = listen::tls_settings(tls)
+                        .map_err(|e| format!("listener {}: TLS setup failed: {e}", l.address))?;
+                    proxy.add_tls_with_settings(&l.address, None, settings);
+                }
+            }
+        }
+        server.add_service(proxy);
     }
-    server.add_service(proxy);
     server.add_service(background_service(
         "health checks",
         HealthService {

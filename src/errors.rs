@@ -14,6 +14,7 @@ pub enum GatewayError {
     UpstreamUnreachable,
     UpstreamTimeout,
     BadRequest,
+    MissingHost,
     HeaderTooLarge,
     Internal,
 }
@@ -25,7 +26,7 @@ impl GatewayError {
             GatewayError::NoHealthyBackend => 503,
             GatewayError::UpstreamUnreachable => 502,
             GatewayError::UpstreamTimeout => 504,
-            GatewayError::BadRequest => 400,
+            GatewayError::BadRequest | GatewayError::MissingHost => 400,
             GatewayError::HeaderTooLarge => 431,
             GatewayError::Internal => 500,
         }
@@ -38,6 +39,7 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable => "could not reach a backend",
             GatewayError::UpstreamTimeout => "the backend did not answer in time",
             GatewayError::BadRequest => "bad request",
+            GatewayError::MissingHost => "an HTTP/1.1 request needs a Host header",
             GatewayError::HeaderTooLarge => "request header fields too large",
             GatewayError::Internal => "internal error",
         }

@@ -4,16 +4,17 @@
 //! Counters are updated on the request path through handles resolved once
 //! per config load ([`RouteMetrics`], [`BackendMetrics`], [`LimitMetrics`]):
 //! looking a labelled child up per request would hash its labels and take a
-//! lock each time. Backend health and in-flight gauges are read from the live
-//! config at scrape time, so a backend removed by a reload disappears from the
+//! lock each time. The gauges that describe the live config (backend health,
+//! in-flight counts, adaptive limits) are computed per scrape in
+//! [`crate::live_gauges`], so a backend removed by a reload disappears from the
 //! output instead of reporting stale values.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::gateway::Gateway;
@@ -90,10 +91,6 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
-    backend_healthy: IntGaugeVec,
-    backend_in_flight: IntGaugeVec,
-    backend_ejected: IntGaugeVec,
-    panic_mode: IntGaugeVec,
     pub ratelimit: IntCounterVec,
     pub retries: IntCounterVec,
     /// Failed or empty resolutions of a backend name.
@@ -103,10 +100,6 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     store_fallback: IntCounterVec,
     store_duration: Histogram,
-    /// 1 while the shared store's circuit is open (decisions fall back).
-    store_circuit_open: IntGauge,
-    adaptive_limit: prometheus::GaugeVec,
-    adaptive_in_flight: IntGaugeVec,
     /// Per route name, kept across reloads like the Prometheus children.
     latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
 }
@@ -117,14 +110,6 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
         .register(Box::new(c.clone()))
         .expect("metric names are unique");
     c
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("metric names are unique");
-    g
 }
 
 impl Default for Metrics {
@@ -176,30 +161,6 @@ impl Metrics {
                 "Attempts to use a backend: ok (a response came back), connect_failure, timeout, reset (after connect), error (the client left, a stale connection, the gateway's own).",
                 &["upstream", "backend", "outcome"],
             ),
-            backend_healthy: gauge(
-                &r,
-                "sluice_upstream_backend_healthy",
-                "1 when active health checks let the backend take traffic.",
-                &["upstream", "backend"],
-            ),
-            backend_in_flight: gauge(
-                &r,
-                "sluice_upstream_backend_in_flight",
-                "Requests being served by the backend now.",
-                &["upstream", "backend"],
-            ),
-            backend_ejected: gauge(
-                &r,
-                "sluice_upstream_backend_ejected",
-                "1 while passive health (outlier detection) keeps the backend out.",
-                &["upstream", "backend"],
-            ),
-            panic_mode: gauge(
-                &r,
-                "sluice_upstream_panic_mode",
-                "1 while too few backends are available and the pool balances across all.",
-                &["upstream"],
-            ),
             ratelimit: counter(
                 &r,
                 "sluice_ratelimit_decisions_total",
@@ -238,35 +199,6 @@ impl Metrics {
                 &["limit", "mode"],
             ),
             store_duration: store_duration(&r),
-            store_circuit_open: {
-                let g = IntGauge::new(
-                    "sluice_ratelimit_store_circuit_open",
-                    "1 while the shared store is skipped after repeated failures.",
-                )
-                .expect("static metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric names are unique");
-                g
-            },
-            adaptive_limit: {
-                let g = prometheus::GaugeVec::new(
-                    Opts::new(
-                        "sluice_adaptive_limit",
-                        "An adaptive_concurrency limit's current value (its busiest key).",
-                    ),
-                    &["limit"],
-                )
-                .expect("static metric definition");
-                r.register(Box::new(g.clone()))
-                    .expect("metric names are unique");
-                g
-            },
-            adaptive_in_flight: gauge(
-                &r,
-                "sluice_adaptive_in_flight",
-                "Requests an adaptive_concurrency limit holds now (its busiest key).",
-                &["limit"],
-            ),
             latency,
             registry: r,
         }
@@ -330,46 +262,11 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, gw: &Gateway, now: u64) -> Vec<u8> {
-        self.backend_healthy.reset();
-        self.backend_in_flight.reset();
-        self.backend_ejected.reset();
-        self.panic_mode.reset();
-        for (name, pool) in &gw.pools {
-            self.panic_mode
-                .with_label_values(&[name.as_str()])
-                .set(pool.in_panic() as i64);
-            for (i, b) in pool.backends.iter().enumerate() {
-                let addr = b.addr.to_string();
-                self.backend_healthy
-                    .with_label_values(&[name.as_str(), &addr])
-                    .set(pool.is_healthy(i) as i64);
-                self.backend_ejected
-                    .with_label_values(&[name.as_str(), &addr])
-                    .set(pool.is_ejected(i, now) as i64);
-                self.backend_in_flight
-                    .with_label_values(&[name.as_str(), &addr])
-                    .set(b.stats.inflight.load(std::sync::atomic::Ordering::Relaxed) as i64);
-            }
-        }
-        self.adaptive_limit.reset();
-        self.adaptive_in_flight.reset();
-        for (name, limiter) in &gw.limiters {
-            if let Some((s, _)) = limiter.adaptive() {
-                self.adaptive_limit
-                    .with_label_values(&[name.as_str()])
-                    .set(s.limit);
-                self.adaptive_in_flight
-                    .with_label_values(&[name.as_str()])
-                    .set(s.in_flight as i64);
-            }
-        }
-        self.store_circuit_open.set(
-            gw.redis
-                .as_ref()
-                .map_or(0, |store| i64::from(!store.is_available())),
-        );
+        let mut families = self.registry.gather();
+        families.extend(crate::live_gauges::families(gw, now));
+        families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
             log::error!("encoding metrics failed: {e}");
         }
         out

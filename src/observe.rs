@@ -24,6 +24,17 @@ pub struct Done<'a> {
     pub metrics: Option<&'a RouteMetrics>,
 }
 
+/// How the access log names a request's HTTP version.
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// Records a finished request; `now_nanos` is the limiter clock's reading.
 pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str, now_nanos: u64) {
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -48,6 +59,7 @@ pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str,
                 .client_ip
                 .map_or_else(|| "-".to_string(), |ip| ip.to_string()),
             method: req.method.as_str(),
+            protocol: protocol(req.version),
             path: req.uri.path(),
             status,
             duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,

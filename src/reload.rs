@@ -39,6 +39,7 @@ struct Started {
     listeners: Vec<config::ListenerSpec>,
     admin: Option<config::AdminSpec>,
     access_log: Option<config::AccessLogSpec>,
+    h2_max_streams: u32,
 }
 
 /// How many reload outcomes `/status` shows.
@@ -71,6 +72,7 @@ impl Reloader {
             listeners: running.config.listeners.clone(),
             admin: running.config.admin.clone(),
             access_log: running.config.access_log.clone(),
+            h2_max_streams: running.config.h2_max_streams,
         };
         drop(running);
         Reloader {
@@ -155,6 +157,10 @@ impl Reloader {
         }
         if new.admin != self.started.admin {
             outcome.needs_upgrade.push("admin".into());
+        }
+        // Pingora takes its HTTP/2 server settings once, with the listeners.
+        if new.h2_max_streams != self.started.h2_max_streams {
+            outcome.needs_upgrade.push("h2_max_streams".into());
         }
         if new.access_log != self.started.access_log {
             outcome.needs_upgrade.push("access_log".into());

@@ -99,6 +99,17 @@ fn scan(list: &[Entry], path: &str, method: &Method) -> Option<RouteId> {
         .map(|e| e.id)
 }
 
+/// The host a request is for: the target's authority when it has one (an
+/// HTTP/2 `:authority`, RFC 9113 §8.3.1, or an HTTP/1.1 absolute-form target,
+/// which RFC 9112 §3.2.2 says wins over `Host`), else the `Host` field.
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Option<&'a str> {
+    uri.authority().map(|a| a.as_str()).or_else(|| {
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })
+}
+
 /// Drops the port (RFC 9110 §7.2: Host is `uri-host [ ":" port ]`), a trailing
 /// dot, and lowercases only when needed.
 fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
@@ -135,6 +146,17 @@ pub fn strip_prefix(path_and_query: &str, prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authority_is_the_host_when_present() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("host", "h1.example.com".parse().unwrap());
+        let h2: http::Uri = "https://api.example.com:8443/x".parse().unwrap();
+        assert_eq!(request_host(&h2, &headers), Some("api.example.com:8443"));
+        let origin: http::Uri = "/x".parse().unwrap();
+        assert_eq!(request_host(&origin, &headers), Some("h1.example.com"));
+        assert_eq!(request_host(&origin, &http::HeaderMap::new()), None);
+    }
 
     fn route(name: &str, host: Option<&str>, prefix: &str, methods: Option<&[&str]>) -> RouteSpec {
         RouteSpec {

@@ -206,6 +206,7 @@ async fn sheddable_requests_absorb_the_refusals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shadow_adaptive_limit_computes_but_never_refuses() {
+    let _one_at_a_time = HEAVY.lock().await;
     let (backend, _cap) = Capacity::start(4, SERVICE).await;
     let gw = Gateway::start(&sections(
         backend,

@@ -114,6 +114,28 @@ async fn malformed_requests_get_an_error_and_the_gateway_serves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http11_request_without_host_is_refused_with_400() {
+    let (a, e) = echo("a").await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  up:\n    backends: [{a}]\nroutes:\n  - upstream: up\n"
+    ))
+    .await;
+    // RFC 9112 §3.2.
+    let (status, body) = exchange(gw.port, b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n").await;
+    assert_eq!(status, Some(400));
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"], "an HTTP/1.1 request needs a Host header");
+    assert_eq!(
+        e.control.served.load(Ordering::Relaxed),
+        0,
+        "it reached the backend"
+    );
+    // HTTP/1.0 has no such rule.
+    let (status, _) = exchange(gw.port, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_header_block_past_the_limit_is_refused_with_431() {
     let (a, e) = echo("a").await;
     let gw = Gateway::start(&format!(

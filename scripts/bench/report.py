@@ -48,14 +48,15 @@ def table(summary):
         # (a) and (b) compare with nginx on the same scenario; the sluice-only
         # scenarios with nginx's (a), the same request without limits, and with
         # sluice's own (a), which tells what the feature costs.
-        base = "a_small" if scenario not in ("a_small", "b_16k") else scenario
+        own = ("a_small", "b_16k", "h_h2", "i_grpc")
+        base = "a_small" if scenario not in own else scenario
         nginx = summary.get((base, "nginx"))
         vs_nginx = ratio(s["rps"], nginx["rps"]) if nginx else "–"
         if base != scenario and nginx:
             vs_nginx += " ¹"
         sluice_a = summary.get(("a_small", "sluice"))
         vs_sluice = "–"
-        if sluice_a and proxy.startswith("sluice") and scenario not in ("a_small", "b_16k"):
+        if sluice_a and proxy.startswith("sluice") and scenario not in own:
             vs_sluice = ratio(s["rps"], sluice_a["rps"])
         lines.append(
             f"| {SCENARIO_LABEL[scenario]} | {PROXY_LABEL[proxy]} | {s['rps']:,.0f} "
@@ -81,6 +82,17 @@ def table(summary):
             "something else (wrk, the backends, or other load on the machine) set the "
             "pace, so their requests per second understate the proxy.")
     return lines, warnings
+
+
+def load_line(meta):
+    """How busy the machine was, if the run recorded it (older runs did not)."""
+    if "load_start" not in meta:
+        return []
+    return [
+        f"- Load average (1, 5, 15 min) when the run began: {meta['load_start']}; when it "
+        f"ended: {meta.get('load_end', '?')}. Well above 0 means other work shared the "
+        "machine and every number is lower than on a quiet one."
+    ]
 
 
 def section(summary, meta, notes, chart):
@@ -114,7 +126,9 @@ def section(summary, meta, notes, chart):
         "### Machine and versions",
         "",
         f"- CPU: {m('cpu', '?')}, {m('nproc', '?')} cores; kernel {m('kernel', '?')}",
-        f"- {m('nginx', 'nginx ?')}; {m('haproxy', 'HAProxy ?')}; {m('wrk', 'wrk ?')}",
+        *load_line(meta),
+        f"- {m('nginx', 'nginx ?')}; {m('haproxy', 'HAProxy ?')}; {m('wrk', 'wrk ?')}; "
+        f"{m('h2load', 'h2load ?')}",
         f"- {m('rustc', 'rustc ?')}; Pingora {m('pingora', '?')}; sluice {m('sluice', '?')}",
         "",
         "### Method",
@@ -140,6 +154,14 @@ def section(summary, meta, notes, chart):
         "again), so slow drift of the machine hits all of them alike. Every proxy is "
         "started once and stays up, idle, while the others are measured. Before every "
         "measurement curl checks that the proxy answers with the expected status.",
+        f"- (h): `h2load -c{m('h2_connections', '?')} -m{m('h2_streams', '?')} "
+        f"-D{m('duration', '?')}`, HTTP/2 with prior knowledge (h2c) to nginx "
+        "(`http2` listener), bare Pingora (`h2c`) and sluice (`h2c: true`), HTTP/1.1 "
+        "from each to the backends; percentiles from h2load's per-request log. HAProxy "
+        "is left out of (h). (i): the same h2load shape sending gRPC unary calls "
+        "(`grpc.health.v1.Health/Check`, an empty request) through nginx (`grpc_pass`), "
+        "bare Pingora and sluice, h2c on both sides, to two tonic backends "
+        "(`examples/grpc_backend.rs`).",
         END,
     ]
     return "\n".join(out) + "\n"

@@ -15,6 +15,8 @@ SCENARIOS = [
     ("e_load_aware", "(e) load_aware balance"),
     ("f_slow_backend", "(f) one backend 10x slower"),
     ("g_redis", "(g) limits of (c) in Redis"),
+    ("h_h2", "(h) HTTP/2 (h2c), streams"),
+    ("i_grpc", "(i) gRPC unary (h2c)"),
 ]
 PROXIES = [
     ("nginx", "nginx"),

@@ -14,6 +14,9 @@ use super::node::{Errors, Node};
 use crate::filters::{Filter, Registry};
 use crate::header_size::{DEFAULT_MAX_REQUEST_HEADER_SIZE, MAX_REQUEST_HEADER_SIZE};
 
+/// Pingora's own default, and nginx's `http2_max_concurrent_streams`.
+const DEFAULT_H2_MAX_STREAMS: u32 = 100;
+
 pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option<Config> {
     let root_value = Value::Mapping(top.clone());
     let root = Node::root(&root_value);
@@ -33,6 +36,10 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
     let max_request_header_size = match field("max_request_header_size") {
         None => Some(DEFAULT_MAX_REQUEST_HEADER_SIZE),
         Some(n) => n.uint(errs, 1024, MAX_REQUEST_HEADER_SIZE),
+    };
+    let h2_max_streams = match field("h2_max_streams") {
+        None => Some(DEFAULT_H2_MAX_STREAMS),
+        Some(n) => n.uint(errs, 1, u32::MAX as u64).map(|v| v as u32),
     };
     let access_log = field("access_log").and_then(|n| access_log(&n, errs));
     let upstreams = field("upstreams")
@@ -112,6 +119,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         admin,
         trusted_proxies,
         max_request_header_size: max_request_header_size? as usize,
+        h2_max_streams: h2_max_streams?,
         upstreams,
         limits,
         filters,
@@ -197,8 +205,8 @@ fn listeners(node: &Node, errs: &mut Errors) -> Vec<ListenerSpec> {
     for (i, item) in items.iter().enumerate() {
         let n = node.item(i, item);
         let spec = match item {
-            Value::String(_) => n.str(errs).map(|a| (a, None)),
-            _ => n.mapping(errs, &["address", "tls"]).and_then(|m| {
+            Value::String(_) => n.str(errs).map(|a| (a, None, false)),
+            _ => n.mapping(errs, &["address", "tls", "h2c"]).and_then(|m| {
                 let address = match n.field(m, "address") {
                     Some(a) => a.str(errs),
                     None => {
@@ -229,10 +237,20 @@ fn listeners(node: &Node, errs: &mut Errors) -> Vec<ListenerSpec> {
                         key: key?,
                     })
                 });
-                address.map(|a| (a, tls))
+                let h2c = match n.field(m, "h2c") {
+                    None => false,
+                    Some(h) => h.bool(errs).unwrap_or(false),
+                };
+                if h2c && m.contains_key("tls") {
+                    errs.push(
+                        n.key_path("h2c"),
+                        "only for plaintext listeners (a TLS listener offers h2 by ALPN)",
+                    );
+                }
+                address.map(|a| (a, tls, h2c))
             }),
         };
-        if let Some((address, tls)) = spec {
+        if let Some((address, tls, h2c)) = spec {
             if address.parse::<SocketAddr>().is_err() {
                 errs.push(
                     n.path(),
@@ -243,6 +261,7 @@ fn listeners(node: &Node, errs: &mut Errors) -> Vec<ListenerSpec> {
             out.push(ListenerSpec {
                 address: address.to_string(),
                 tls,
+                h2c,
             });
         }
     }

@@ -99,7 +99,18 @@ fn limit(name: &str, n: &Node, has_redis: bool, errs: &mut Errors) -> Option<Lim
         }
         "sliding_window" => {
             let limit = required("limit", errs).and_then(|l| l.uint(errs, 1, u32::MAX as u64));
-            let window = required("window", errs).and_then(|w| w.duration(errs));
+            let window = required("window", errs).and_then(|w| {
+                let d = w.duration(errs)?;
+                // pingora-limits' `Rate` can compute a negative elapsed time
+                // when a window turns over under contention (a debug assert,
+                // a spurious reset in release); a second makes that a rare,
+                // harmless event, as the sliding-window module doc explains.
+                if d < std::time::Duration::from_secs(1) {
+                    errs.push(w.path(), "must be at least 1s");
+                    return None;
+                }
+                Some(d)
+            });
             Some(Algorithm::SlidingWindow {
                 limit: limit?,
                 window: window?,

@@ -9,6 +9,7 @@
 
 mod admin;
 mod gateway;
+mod health_check;
 mod limits;
 mod model;
 mod node;
@@ -30,6 +31,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "admin",
     "trusted_proxies",
     "max_request_header_size",
+    "h2_max_streams",
     "upstreams",
     "limits",
     "routes",
@@ -129,5 +131,7 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
 
 #[cfg(test)]
 mod discovery_tests;
+#[cfg(test)]
+mod h2_tests;
 #[cfg(test)]
 mod tests;

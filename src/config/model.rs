@@ -22,6 +22,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request line and header fields accepted, in bytes (431 past it).
     pub max_request_header_size: usize,
+    /// Concurrent streams one HTTP/2 client connection may open.
+    pub h2_max_streams: u32,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub limits: BTreeMap<String, LimitSpec>,
     /// Filter instances by the name routes use.
@@ -70,6 +72,8 @@ pub enum AccessLogFormat {
 pub struct ListenerSpec {
     pub address: String,
     pub tls: Option<TlsSpec>,
+    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1.
+    pub h2c: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,6 +124,10 @@ pub struct UpstreamSpec {
     pub retries: u32,
     /// Speak TLS to the backends.
     pub tls: bool,
+    /// HTTP version spoken to the backends.
+    pub protocol: UpstreamProtocol,
+    /// PEM file of the roots trusted for TLS backends (default: the system's).
+    pub ca: Option<String>,
     /// SNI and Host for TLS backends and HTTP health checks.
     pub sni: String,
     /// Passive health: eject backends that keep failing real requests.
@@ -131,6 +139,22 @@ pub struct UpstreamSpec {
     pub retry_budget: BudgetSpec,
     /// How fast `load_aware` forgets a slow response time.
     pub latency_decay: Duration,
+}
+
+/// `protocol:` of an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2 over TLS, negotiated by ALPN.
+    H2,
+    /// HTTP/2 over plaintext TCP with prior knowledge.
+    H2c,
+}
+
+impl UpstreamProtocol {
+    pub fn is_h2(self) -> bool {
+        self != UpstreamProtocol::Http1
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +196,10 @@ pub enum HealthKind {
         host: Option<String>,
         /// Statuses that count as healthy (default: 200..=399).
         statuses: Vec<(u16, u16)>,
+    },
+    /// `grpc.health.v1.Health/Check` for `service` ("" = the whole server).
+    Grpc {
+        service: String,
     },
 }
 

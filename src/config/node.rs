@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
+/// The longest duration any key accepts.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// One problem in a config file, located by its key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -246,6 +249,12 @@ impl<'a> Node<'a> {
         match humantime::parse_duration(text) {
             Ok(d) if d.is_zero() => {
                 errs.push(&self.path, "must be longer than 0");
+                None
+            }
+            // Timers and clock arithmetic add durations to instants: a value
+            // of centuries would overflow them at run time.
+            Ok(d) if d > MAX_DURATION => {
+                errs.push(&self.path, "must be at most 365d");
                 None
             }
             Ok(d) => Some(d),

@@ -450,3 +450,96 @@ fn a_shared_limit_falls_back_to_its_share() {
         "never below one request"
     );
 }
+
+#[test]
+fn adaptive_limits_have_working_defaults_and_checked_bounds() {
+    let with = |limit: &str| format!("limits:\n  l: {limit}\n{SHARED_BASE}");
+    let loaded = load(
+        &with("{ algorithm: adaptive_concurrency }"),
+        &Registry::builtin(),
+    )
+    .ok()
+    .unwrap();
+    let spec = &loaded.gateway.limits["l"];
+    assert_eq!(
+        spec.algorithm,
+        Algorithm::AdaptiveConcurrency {
+            initial: 20,
+            min: 1,
+            max: 1000,
+            priority: None
+        }
+    );
+    assert_eq!(spec.status, 503, "shedding defaults to 503");
+    let loaded = load(
+        &with("{ algorithm: adaptive_concurrency, priority: 'header:x-priority', status: 429 }"),
+        &Registry::builtin(),
+    )
+    .ok()
+    .unwrap();
+    assert!(matches!(
+        loaded.gateway.limits["l"].algorithm,
+        Algorithm::AdaptiveConcurrency {
+            priority: Some(KeySpec::Header(_)),
+            ..
+        }
+    ));
+    assert_eq!(loaded.gateway.limits["l"].status, 429);
+    for (limit, message) in [
+        (
+            "{ algorithm: adaptive_concurrency, min: 50, max: 10 }",
+            "limits.l.min: must not exceed max",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, initial: 5000 }",
+            "limits.l.initial: must be between",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, max: 0 }",
+            "limits.l.max: must be at least 1",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, priority: 'nope:x' }",
+            "limits.l.priority",
+        ),
+        (
+            "{ algorithm: adaptive_concurrency, capacity: 3 }",
+            "limits.l.capacity: unknown key",
+        ),
+    ] {
+        let errs = errors(&with(limit));
+        assert!(
+            errs.iter().any(|e| e.starts_with(message)),
+            "{limit}: {errs:?}"
+        );
+    }
+    let shared = format!(
+        "redis: {{ url: redis://h:1 }}\n{}",
+        with("{ algorithm: adaptive_concurrency, store: redis }")
+    );
+    assert!(errors(&shared)
+        .iter()
+        .any(|e| e.starts_with("limits.l.store: an adaptive limit measures")));
+}
+
+#[test]
+fn durations_past_sane_bounds_are_refused_by_key_path() {
+    let base = "listen: [127.0.0.1:1]\nroutes:\n  - { upstream: u }\n";
+    let errs = errors(&format!(
+        "upstreams:\n  u: {{ backends: [127.0.0.1:2], connect_timeout: 9999999999h }}\n{base}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("upstreams.u.connect_timeout: must be at most 365d")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!(
+        "upstreams:\n  u: {{ backends: [127.0.0.1:2] }}\n\
+         limits:\n  w: {{ algorithm: sliding_window, limit: 5, window: 500ms }}\n{base}"
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("limits.w.window: must be at least 1s")),
+        "{errs:?}"
+    );
+}

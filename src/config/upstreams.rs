@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::model::{BackendSpec, Balance, HealthCheckSpec, HealthKind, NamedBackend, UpstreamSpec};
+use super::model::{
+    BackendSpec, Balance, HealthCheckSpec, HealthKind, NamedBackend, UpstreamProtocol, UpstreamSpec,
+};
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
 use crate::upstream::{BudgetSpec, OutlierSpec};
@@ -23,22 +25,14 @@ const UPSTREAM_KEYS: &[&str] = &[
     "retries",
     "tls",
     "sni",
+    "protocol",
+    "ca",
     "outlier_detection",
     "slow_start",
     "panic_threshold",
     "retry_budget",
     "latency_decay",
     "dns_refresh",
-];
-const HEALTH_KEYS: &[&str] = &[
-    "type",
-    "path",
-    "host",
-    "expect_status",
-    "interval",
-    "timeout",
-    "healthy_after",
-    "unhealthy_after",
 ];
 
 pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, UpstreamSpec> {
@@ -112,7 +106,7 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
             .duration(errs)
             .map(|v| Some(v.max(Duration::from_millis(100)))),
     };
-    let health_check = field("health_check").and_then(|h| health(&h, errs));
+    let health_check = field("health_check").and_then(|h| super::health_check::validate(&h, errs));
     let dur = |k: &str, default: Duration, errs: &mut Errors| match field(k) {
         None => Some(default),
         Some(d) => d.duration(errs),
@@ -125,10 +119,57 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         None => Some(2),
         Some(r) => r.uint(errs, 0, 16).map(|v| v as u32),
     };
-    let tls = match field("tls") {
-        None => Some(false),
-        Some(t) => t.bool(errs),
+    let protocol = match field("protocol") {
+        None => Some(UpstreamProtocol::Http1),
+        Some(p) => match p.str(errs)? {
+            "http1" => Some(UpstreamProtocol::Http1),
+            "h2" => Some(UpstreamProtocol::H2),
+            "h2c" => Some(UpstreamProtocol::H2c),
+            other => {
+                errs.push(
+                    p.path(),
+                    format!("unknown protocol `{other}` (http1, h2, h2c)"),
+                );
+                None
+            }
+        },
     };
+    // h2 is TLS by definition (ALPN picks it) and h2c plaintext, so `tls`
+    // may be left out; a `tls` that contradicts the protocol is an error.
+    let tls = match (field("tls"), protocol) {
+        (None, p) => Some(p == Some(UpstreamProtocol::H2)),
+        (Some(t), p) => t.bool(errs).and_then(|tls| match p {
+            Some(UpstreamProtocol::H2) if !tls => {
+                errs.push(
+                    t.path(),
+                    "`protocol: h2` is HTTP/2 over TLS; use h2c for plaintext",
+                );
+                None
+            }
+            Some(UpstreamProtocol::H2c) if tls => {
+                errs.push(
+                    t.path(),
+                    "`protocol: h2c` is plaintext; use h2 for HTTP/2 over TLS",
+                );
+                None
+            }
+            _ => Some(tls),
+        }),
+    };
+    let ca = field("ca").and_then(|c| {
+        let path = c.str(errs)?;
+        match std::fs::read(path) {
+            Ok(pem) if crate::upstream::parse_ca(&pem).is_some() => Some(path.to_string()),
+            Ok(_) => {
+                errs.push(c.path(), format!("`{path}` holds no PEM certificate"));
+                None
+            }
+            Err(e) => {
+                errs.push(c.path(), format!("cannot read `{path}`: {e}"));
+                None
+            }
+        }
+    });
     let sni = match field("sni") {
         None => Some(String::new()),
         Some(s) => s.str(errs).map(String::from),
@@ -155,6 +196,20 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         );
     }
 
+    if let (
+        Some(HealthCheckSpec {
+            kind: HealthKind::Grpc { .. },
+            ..
+        }),
+        Some(UpstreamProtocol::Http1),
+    ) = (&health_check, protocol)
+    {
+        errs.push(
+            n.key_path("health_check"),
+            "`type: grpc` needs `protocol: h2c` or `protocol: h2`",
+        );
+    }
+
     if errs.0.len() > errors_before {
         return None;
     }
@@ -172,6 +227,8 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         idle_timeout: idle_timeout?,
         retries: retries?,
         tls: tls?,
+        protocol: protocol?,
+        ca,
         sni: sni?,
         outlier,
         slow_start,
@@ -327,109 +384,4 @@ fn target(text: &str) -> Result<Target, String> {
         ));
     }
     Ok(Err((host.to_ascii_lowercase(), port)))
-}
-
-fn health(n: &Node, errs: &mut Errors) -> Option<HealthCheckSpec> {
-    let m = n.mapping(errs, HEALTH_KEYS)?;
-    let field = |k: &str| n.field(m, k);
-    let kind_name = match field("type") {
-        None => Some("tcp"),
-        Some(t) => t.str(errs),
-    };
-    let kind = match kind_name? {
-        "tcp" => {
-            for k in ["path", "host", "expect_status"] {
-                if m.contains_key(k) {
-                    errs.push(n.key_path(k), "only used with `type: http`");
-                }
-            }
-            Some(HealthKind::Tcp)
-        }
-        "http" => {
-            let path = match field("path") {
-                None => Some("/".to_string()),
-                Some(p) => p.str(errs).and_then(|s| {
-                    if s.starts_with('/') {
-                        Some(s.to_string())
-                    } else {
-                        errs.push(p.path(), "must start with `/`");
-                        None
-                    }
-                }),
-            };
-            let host = field("host").and_then(|h| h.str(errs).map(String::from));
-            let statuses = match field("expect_status") {
-                None => Some(vec![(200, 399)]),
-                Some(s) => statuses(&s, errs),
-            };
-            Some(HealthKind::Http {
-                path: path?,
-                host,
-                statuses: statuses?,
-            })
-        }
-        other => {
-            errs.push(
-                n.key_path("type"),
-                format!("unknown health check `{other}` (tcp, http)"),
-            );
-            None
-        }
-    };
-    let dur = |k: &str, d: Duration, errs: &mut Errors| match field(k) {
-        None => Some(d),
-        Some(v) => v.duration(errs),
-    };
-    let interval = dur("interval", Duration::from_secs(5), errs);
-    let timeout = dur("timeout", Duration::from_secs(1), errs);
-    let count = |k: &str, errs: &mut Errors| match field(k) {
-        None => Some(1),
-        Some(v) => v.uint(errs, 1, 1000).map(|v| v as u32),
-    };
-    let healthy_after = count("healthy_after", errs);
-    let unhealthy_after = count("unhealthy_after", errs);
-    Some(HealthCheckSpec {
-        kind: kind?,
-        interval: interval?,
-        timeout: timeout?,
-        healthy_after: healthy_after?,
-        unhealthy_after: unhealthy_after?,
-    })
-}
-
-/// `expect_status: [200, 204]` or `["200-299", 301]`.
-fn statuses(n: &Node, errs: &mut Errors) -> Option<Vec<(u16, u16)>> {
-    let items = n.seq(errs)?;
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let node = n.item(i, item);
-        let range = match item {
-            Value::Number(_) => node.uint(errs, 100, 599).map(|s| (s as u16, s as u16)),
-            Value::String(s) => {
-                let parsed = s.split_once('-').and_then(|(a, b)| {
-                    Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
-                });
-                match parsed {
-                    Some((a, b)) if (100..=599).contains(&a) && a <= b && b <= 599 => Some((a, b)),
-                    _ => {
-                        errs.push(
-                            node.path(),
-                            format!("`{s}` is not a status or range like 200-299"),
-                        );
-                        None
-                    }
-                }
-            }
-            _ => {
-                errs.push(node.path(), "expected a status or a range like \"200-299\"");
-                None
-            }
-        };
-        out.extend(range);
-    }
-    if out.is_empty() {
-        errs.push(n.path(), "at least one status is required");
-        return None;
-    }
-    Some(out)
 }

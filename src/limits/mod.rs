@@ -252,11 +252,7 @@ pub fn admit_classed(
         } else if limiter.spec().shadow {
             decisions[i] = Decision::ShadowRejected;
         } else {
-            for &j in &committed {
-                if let Some(k) = keys[j] {
-                    limits[j].0.rollback(k, now_nanos);
-                }
-            }
+            roll_back(limits, &keys, &committed, now_nanos);
             drop(guards);
             return Verdict::rejected(limiter, i, &status, decisions, key.is_none());
         }
@@ -266,6 +262,20 @@ pub fn admit_classed(
         decisions,
         guards,
         ratelimit: tightest.map(|(i, status)| limits[i].0.info(&status)),
+    }
+}
+
+/// Undoes the local commits made for a request that a later limit refused.
+fn roll_back(
+    limits: &[(&Limiter, Option<&[u8]>)],
+    keys: &[Option<u64>],
+    committed: &[usize],
+    now_nanos: u64,
+) {
+    for &j in committed {
+        if let Some(k) = keys[j] {
+            limits[j].0.rollback(k, now_nanos);
+        }
     }
 }
 

@@ -130,11 +130,7 @@ pub async fn admit_shared(
         } else if limiter.spec().shadow {
             decisions[i] = Decision::ShadowRejected;
         } else {
-            for &j in &committed {
-                if let Some(k) = keys[j] {
-                    limits[j].0.rollback(k, now_nanos);
-                }
-            }
+            super::roll_back(limits, &keys, &committed, now_nanos);
             give_back(limits, undos);
             drop(guards);
             return Verdict::rejected(limiter, i, &status, decisions, key.is_none());

@@ -48,6 +48,8 @@ pub struct RequestCtx {
     /// When `request_filter` began (limiter clock nanos; 0 until then). The
     /// one clock read admission, the first attempt and the duration share.
     pub(super) started: u64,
+    /// A gRPC call: the gateway's own answers are gRPC errors.
+    pub(super) grpc: bool,
 }
 
 /// A request whose task ends early (a panic in a filter hook unwinds through
@@ -113,6 +115,7 @@ impl RequestCtx {
             attempt: AttemptTracker::default(),
             limits: LimitState::None,
             started: 0,
+            grpc: false,
         }
     }
 

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
 use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -23,6 +24,7 @@ use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
 use crate::forwarded::{self, X_FORWARDED_FOR};
 use crate::gateway::Shared;
+use crate::grpc;
 use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
@@ -52,14 +54,49 @@ impl Proxy {
         session.write_response_body(Some(body), true).await
     }
 
+    /// Writes a gateway-made refusal: as built, or to a gRPC call as a
+    /// trailers-only gRPC error carrying the same fields.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        grpc: bool,
+        (mut header, body): (ResponseHeader, Bytes),
+        message: &str,
+    ) -> Result<()> {
+        if !grpc {
+            return self.send(session, header, body).await;
+        }
+        if self.shared.is_draining() {
+            session.set_keepalive(None);
+        }
+        if session.response_written().is_some() {
+            // The backend failed mid-call: the status goes in the trailers.
+            let trailers = grpc::trailers(header.status.as_u16(), message);
+            return session
+                .as_mut()
+                .response_duplex_vec(vec![HttpTask::Trailer(Some(Box::new(trailers)))])
+                .await
+                .map(|_| ());
+        }
+        grpc::to_trailers_only(&mut header, message);
+        // One HEADERS frame with END_STREAM: Pingora's `write_response_header`
+        // drops its end flag, and a gRPC client reads a status that arrives
+        // before an empty DATA frame as headers without trailers.
+        session
+            .as_mut()
+            .response_duplex_vec(vec![HttpTask::Header(Box::new(header), true)])
+            .await
+            .map(|_| ())
+    }
+
     async fn send_error(
         &self,
         session: &mut Session,
         err: GatewayError,
-        request_id: &str,
+        ctx: &RequestCtx,
     ) -> Result<()> {
-        let (header, body) = errors::response(err.status(), err.message(), request_id);
-        self.send(session, header, body).await
+        let reply = errors::response(err.status(), err.message(), ctx.request_id.as_str());
+        self.refuse(session, ctx.grpc, reply, err.message()).await
     }
 }
 
@@ -81,13 +118,18 @@ impl ProxyHttp for Proxy {
         let gw = self.shared.load();
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
+        ctx.grpc = grpc::is_grpc(&req.headers);
         if header_size::wire_size(req) > gw.config.max_request_header_size {
-            self.send_error(
-                session,
-                GatewayError::HeaderTooLarge,
-                ctx.request_id.as_str(),
-            )
-            .await?;
+            self.send_error(session, GatewayError::HeaderTooLarge, ctx)
+                .await?;
+            return Ok(true);
+        }
+        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+        // without Host (routing by host would otherwise guess).
+        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
+            session.set_keepalive(None);
+            self.send_error(session, GatewayError::MissingHost, ctx)
+                .await?;
             return Ok(true);
         }
         ctx.peer_ip = session
@@ -102,14 +144,9 @@ impl ProxyHttp for Proxy {
                 .map(|v| v.as_bytes()),
             &gw.config.trusted_proxies,
         );
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host());
+        let host = crate::router::request_host(&req.uri, &req.headers);
         let Some(route_id) = gw.router.find(host, req.uri.path(), &req.method) else {
-            self.send_error(session, GatewayError::NoRoute, ctx.request_id.as_str())
-                .await?;
+            self.send_error(session, GatewayError::NoRoute, ctx).await?;
             return Ok(true);
         };
         ctx.route = Some(route_id);
@@ -151,14 +188,15 @@ impl ProxyHttp for Proxy {
             {
                 let name = route.limits[index].name();
                 ctx.limits = LimitState::Rejected(name);
-                let (header, body) = admission::rejection(
+                let reply = admission::rejection(
                     &verdict,
                     status,
                     retry_after_secs,
                     name,
                     ctx.request_id.as_str(),
                 );
-                self.send(session, header, body).await?;
+                let message = format!("rate limited by {name}");
+                self.refuse(session, ctx.grpc, reply, &message).await?;
                 return Ok(true);
             }
             ctx.limits = LimitState::Admitted(verdict);
@@ -203,12 +241,24 @@ impl ProxyHttp for Proxy {
         );
         match pick {
             Pick::Backend(idx) => {
-                let Some(peer) = pool.peer(idx) else {
+                let Some(mut peer) = pool.peer(idx) else {
                     return Error::e_explain(
                         ErrorType::HTTPStatus(500),
                         "backend index out of range",
                     );
                 };
+                if ctx.grpc {
+                    // The client gives up at its deadline; waiting longer
+                    // for the backend only holds a connection for nothing.
+                    let deadline = req
+                        .headers
+                        .get("grpc-timeout")
+                        .and_then(|v| grpc::parse_timeout(v.as_bytes()));
+                    if let Some(d) = deadline {
+                        let o = &mut peer.options;
+                        o.read_timeout = Some(o.read_timeout.map_or(d, |t| t.min(d)));
+                    }
+                }
                 pool.backends[idx]
                     .stats
                     .inflight
@@ -364,8 +414,8 @@ impl ProxyHttp for Proxy {
             // a closing socket.
             session.set_keepalive(None);
             let err = GatewayError::from_status(code);
-            let (header, body) = errors::response(code, err.message(), ctx.request_id.as_str());
-            if let Err(write_err) = self.send(session, header, body).await {
+            let reply = errors::response(code, err.message(), ctx.request_id.as_str());
+            if let Err(write_err) = self.refuse(session, ctx.grpc, reply, err.message()).await {
                 log::debug!("could not send error response: {write_err}");
             }
         }

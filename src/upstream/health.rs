@@ -8,9 +8,23 @@ use pingora_error::{Error, ErrorType};
 use pingora_http::RequestHeader;
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 
+use super::grpc_check::GrpcHealthCheck;
+use super::peer::PeerTemplate;
 use crate::config::{HealthCheckSpec, HealthKind, UpstreamSpec};
 
+/// The name health checks address a backend by (`Host`, `:authority`).
+fn check_host(host: Option<&String>, up: &UpstreamSpec) -> String {
+    host.cloned().unwrap_or_else(|| {
+        if up.sni.is_empty() {
+            "localhost".to_string()
+        } else {
+            up.sni.clone()
+        }
+    })
+}
+
 pub fn build(hc: &HealthCheckSpec, up: &UpstreamSpec) -> Box<dyn HealthCheck + Send + Sync> {
+    let template = PeerTemplate::of(up);
     match &hc.kind {
         HealthKind::Tcp => {
             let mut check = TcpHealthCheck::new();
@@ -25,14 +39,13 @@ pub fn build(hc: &HealthCheckSpec, up: &UpstreamSpec) -> Box<dyn HealthCheck + S
             host,
             statuses,
         } => {
-            let host = host.clone().unwrap_or_else(|| {
-                if up.sni.is_empty() {
-                    "localhost".to_string()
-                } else {
-                    up.sni.clone()
-                }
-            });
+            let host = check_host(host.as_ref(), up);
             let mut check = HttpHealthCheck::new(&host, up.tls);
+            // The same protocol and trust as the pool's requests.
+            template.apply(&mut check.peer_template.options);
+            if up.tls && !up.sni.is_empty() {
+                check.peer_template.sni = up.sni.clone();
+            }
             check.consecutive_success = hc.healthy_after as usize;
             check.consecutive_failure = hc.unhealthy_after as usize;
             check.peer_template.options.connection_timeout = Some(hc.timeout);
@@ -56,6 +69,18 @@ pub fn build(hc: &HealthCheckSpec, up: &UpstreamSpec) -> Box<dyn HealthCheck + S
                     )
                 }
             }));
+            Box::new(check)
+        }
+        HealthKind::Grpc { service } => {
+            let mut peer = template.peer("0.0.0.0:1".parse().expect("a valid address"));
+            peer.options.connection_timeout = Some(hc.timeout);
+            peer.options.total_connection_timeout = Some(hc.timeout);
+            peer.options.read_timeout = Some(hc.timeout);
+            peer.options.write_timeout = Some(hc.timeout);
+            let mut check =
+                GrpcHealthCheck::new(peer, check_host(None, up), service.clone(), hc.timeout);
+            check.consecutive_success = hc.healthy_after as usize;
+            check.consecutive_failure = hc.unhealthy_after as usize;
             Box::new(check)
         }
     }

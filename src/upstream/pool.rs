@@ -25,6 +25,7 @@ use super::budget::RetryBudget;
 use super::dns::DnsTable;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
+use super::peer::PeerTemplate;
 use super::selection::{load_aware_cost, Load, Selector};
 use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
@@ -123,6 +124,7 @@ pub struct Pool {
     pub retries: prometheus::IntCounter,
     in_panic: AtomicBool,
     decay_nanos: f64,
+    template: PeerTemplate,
 }
 
 impl Pool {
@@ -169,6 +171,7 @@ impl Pool {
             budget: RetryBudget::new(spec.retry_budget.clone()),
             retries: metrics.retries_for(&spec.name),
             decay_nanos: spec.latency_decay.as_nanos() as f64,
+            template: PeerTemplate::of(&spec),
             spec,
             backends,
             view,
@@ -397,7 +400,7 @@ impl Pool {
     /// The Pingora peer for a backend, with this pool's timeouts.
     pub fn peer(&self, idx: usize) -> Option<Box<HttpPeer>> {
         let b = self.backends.get(idx)?;
-        let mut peer = HttpPeer::new(b.addr, self.spec.tls, self.spec.sni.clone());
+        let mut peer = self.template.peer(b.addr);
         let o = &mut peer.options;
         o.connection_timeout = Some(self.spec.connect_timeout);
         o.total_connection_timeout = Some(self.spec.connect_timeout * 2);

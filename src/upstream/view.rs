@@ -75,6 +75,8 @@ struct CheckSettings {
     health_check: Option<HealthCheckSpec>,
     tls: bool,
     sni: String,
+    protocol: crate::config::UpstreamProtocol,
+    ca: Option<String>,
 }
 
 impl CheckSettings {
@@ -83,6 +85,8 @@ impl CheckSettings {
             health_check: spec.health_check.clone(),
             tls: spec.tls,
             sni: spec.sni.clone(),
+            protocol: spec.protocol,
+            ca: spec.ca.clone(),
         }
     }
 }

@@ -31,7 +31,8 @@
 //! controller *probes*: at start and then every `probe_interval` (jittered,
 //! so that gateways do not probe in step), it lowers the limit to
 //! [`PROBE_LIMIT`] for [`PROBE_SAMPLES`] requests admitted after the probe
-//! began (older ones may have queued), and takes their median as `min_rtt`.
+//! began (older ones may have queued), and takes their 10th percentile as
+//! `min_rtt`.
 //! A probe costs a fraction of a second at low concurrency every half
 //! minute; in return `min_rtt` follows a backend that became slower or
 //! faster after a deploy.
@@ -46,7 +47,7 @@ use std::time::Duration;
 
 /// Concurrency while `min_rtt` is measured (Envoy's default `min_concurrency`).
 pub const PROBE_LIMIT: f64 = 3.0;
-/// Requests whose median is the new `min_rtt`.
+/// Requests a probe measures; their 10th percentile is the new `min_rtt`.
 pub const PROBE_SAMPLES: usize = 25;
 /// A probe that sees too few requests ends anyway after this long.
 const PROBE_MAX_NS: u64 = 2_000_000_000;
@@ -193,9 +194,12 @@ impl Controller {
             }
             if samples.len() >= PROBE_SAMPLES || now.saturating_sub(*started) >= PROBE_MAX_NS {
                 if !samples.is_empty() {
-                    let mid = samples.len() / 2;
-                    let (_, median, _) = samples.select_nth_unstable(mid);
-                    self.min_rtt_ns = Some((*median).max(1));
+                    // The 10th percentile: delays on a busy host only add to
+                    // a no-queue latency, so the low end is the true one; one
+                    // fluke below it is not taken.
+                    let at = samples.len() / 10;
+                    let (_, low, _) = samples.select_nth_unstable(at);
+                    self.min_rtt_ns = Some((*low).max(1));
                 }
                 self.limit = *resume;
                 self.phase = Phase::Steady;
