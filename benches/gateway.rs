@@ -13,7 +13,7 @@ use sluice::filters::Registry;
 use sluice::gateway::Gateway;
 use sluice::keys::KeyInput;
 use sluice::metrics::Metrics;
-use sluice::upstream::{Attempt, Pick};
+use sluice::upstream::{AttemptTracker, Pick};
 
 const CONFIG: &str = r#"
 listen: [127.0.0.1:1]
@@ -135,14 +135,11 @@ fn bench(c: &mut Criterion) {
                 let verdict = sluice::admission::check(route, &req, ip, now);
                 let pick = route.pool.pick(b"", &[], now, &mut rng);
                 if let Pick::Backend(i) = pick {
-                    route.pool.record(
-                        i,
-                        Attempt::Answered {
-                            status: 200,
-                            rtt_nanos: 1_000_000,
-                        },
-                        now,
-                    );
+                    let mut attempt = AttemptTracker::default();
+                    attempt.picked(i, now);
+                    if let Some(settled) = attempt.answered(200, now + 1_000_000) {
+                        route.pool.record(&settled, now);
+                    }
                 }
                 route.metrics.observe(200, 0.001);
                 black_box((id, verdict, pick))

@@ -73,6 +73,7 @@ pub fn status(gw: &Gateway, now: u64) -> Value {
                 .map(|(i, b)| {
                     json!({
                         "address": b.addr.to_string(),
+                        "name": b.name.as_deref(),
                         "healthy": pool.is_healthy(i),
                         "ejected": pool.is_ejected(i, now),
                         "in_flight": b.stats.inflight.load(Ordering::Relaxed),

@@ -152,6 +152,12 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         },
     ));
     server.add_service(background_service(
+        "dns discovery",
+        crate::upstream::dns::DnsService {
+            shared: shared.clone(),
+        },
+    ));
+    server.add_service(background_service(
         "drain on upgrade",
         DrainOnUpgrade {
             shared: shared.clone(),

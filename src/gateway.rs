@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
@@ -18,7 +18,8 @@ use crate::limits::redis_store::RedisStore;
 use crate::limits::{Clock, Limiter, MonotonicClock, StoreSpec};
 use crate::metrics::{LimitMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
-use crate::upstream::Pool;
+use crate::upstream::dns::{self, DnsTable};
+use crate::upstream::{pool_targets, Pool};
 
 /// A route with everything it refers to resolved.
 pub struct Route {
@@ -46,7 +47,7 @@ impl Gateway {
     /// Compiles a validated config. Cannot fail: validation already checked
     /// every reference this resolves.
     pub fn build(config: Config, metrics: &Metrics) -> Gateway {
-        Self::rebuild(config, None, 0, metrics)
+        Self::rebuild(config, None, 0, metrics, &DnsTable::default())
     }
 
     /// Compiles `config`, keeping what `previous` learned where the config
@@ -54,22 +55,25 @@ impl Gateway {
     /// position, in-flight counts); a changed pool keeps the health of the
     /// backends it still has; an unchanged limit keeps its counters.
     /// `now` is the limiter clock's reading, when new backends start their
-    /// slow start.
+    /// slow start. Backends given by name are the addresses `dns` holds.
     pub fn rebuild(
         config: Config,
         previous: Option<&Gateway>,
         now: u64,
         metrics: &Metrics,
+        dns: &DnsTable,
     ) -> Gateway {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .upstreams
             .values()
             .map(|spec| {
                 let old = previous.and_then(|p| p.pools.get(&spec.name));
+                let targets = pool_targets(spec, dns);
                 let pool = match old {
-                    Some(old) if old.spec == *spec => old.clone(),
+                    Some(old) if old.spec == *spec && old.targets() == targets => old.clone(),
                     _ => Arc::new(Pool::rebuild(
                         spec.clone(),
+                        targets,
                         old.map(|p| p.as_ref()),
                         now,
                         metrics,
@@ -161,18 +165,33 @@ pub struct Shared {
     /// keeps its meaning.
     pub clock: MonotonicClock,
     pub access_log: Option<AccessLog>,
+    /// The last good answer for each backend name.
+    pub dns: DnsTable,
+    /// Reloads and DNS refreshes each rebuild the gateway from the live one:
+    /// one at a time, or one would undo the other.
+    rebuild: Mutex<()>,
 }
 
 impl Shared {
     pub fn new(config: Config, access_log: Option<AccessLog>) -> Arc<Shared> {
         let metrics = Metrics::new();
+        let table = DnsTable::default();
+        dns::resolve_new(&config, &table, |host| {
+            metrics.dns_failures.with_label_values(&[host]).inc()
+        });
         Arc::new(Shared {
-            current: ArcSwap::from_pointee(Gateway::build(config, &metrics)),
+            current: ArcSwap::from_pointee(Gateway::rebuild(config, None, 0, &metrics, &table)),
             draining: AtomicBool::new(false),
             metrics,
             clock: MonotonicClock::new(),
             access_log,
+            dns: table,
+            rebuild: Mutex::new(()),
         })
+    }
+
+    pub fn rebuild_lock(&self) -> MutexGuard<'_, ()> {
+        self.rebuild.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn load(&self) -> Arc<Gateway> {

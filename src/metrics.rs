@@ -56,7 +56,25 @@ impl RouteMetrics {
 pub struct BackendMetrics {
     pub ok: IntCounter,
     pub connect_failure: IntCounter,
+    /// A read or write timed out after connect.
+    pub timeout: IntCounter,
+    /// The backend closed or reset the connection, or answered garbage.
+    pub reset: IntCounter,
     pub error: IntCounter,
+}
+
+impl BackendMetrics {
+    /// Counts one attempt under its `outcome` label.
+    pub fn count(&self, outcome: &str) {
+        match outcome {
+            "ok" => &self.ok,
+            "connect_failure" => &self.connect_failure,
+            "timeout" => &self.timeout,
+            "reset" => &self.reset,
+            _ => &self.error,
+        }
+        .inc();
+    }
 }
 
 /// One limit's decision counters.
@@ -75,6 +93,8 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub ratelimit: IntCounterVec,
     pub retries: IntCounterVec,
+    /// Failed or empty resolutions of a backend name.
+    pub dns_failures: IntCounterVec,
     pub reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
     store_errors: IntCounterVec,
@@ -138,7 +158,7 @@ impl Metrics {
             upstream_requests: counter(
                 &r,
                 "sluice_upstream_requests_total",
-                "Attempts to use a backend: ok (a response came back), connect_failure, error.",
+                "Attempts to use a backend: ok (a response came back), connect_failure, timeout, reset (after connect), error (the client left, a stale connection, the gateway's own).",
                 &["upstream", "backend", "outcome"],
             ),
             ratelimit: counter(
@@ -152,6 +172,12 @@ impl Metrics {
                 "sluice_retries_total",
                 "Requests sent again to another backend after a failure.",
                 &["upstream"],
+            ),
+            dns_failures: counter(
+                &r,
+                "sluice_dns_resolution_failures_total",
+                "Resolutions of a backend name that failed or found no address (the last good set is kept).",
+                &["name"],
             ),
             reloads: counter(
                 &r,
@@ -215,6 +241,8 @@ impl Metrics {
         BackendMetrics {
             ok: c("ok"),
             connect_failure: c("connect_failure"),
+            timeout: c("timeout"),
+            reset: c("reset"),
             error: c("error"),
         }
     }

@@ -25,9 +25,21 @@ pub struct Reloader {
     /// Pingora's server settings the process started with, to tell the
     /// operator when an edit needs an upgrade rather than a reload.
     server_yaml: String,
+    /// What the process bound and opened at start. Compared with this, not
+    /// with the previous reload's file: an edit a reload could not apply is
+    /// still pending after a second reload, and an edit undone is not.
+    started: Started,
     /// One reload at a time: SIGHUP and `/reload` may race.
     lock: Mutex<()>,
     history: Mutex<VecDeque<Record>>,
+}
+
+/// The parts of the config only a restart or upgrade applies.
+struct Started {
+    listeners: Vec<config::ListenerSpec>,
+    admin: Option<config::AdminSpec>,
+    access_log: Option<config::AccessLogSpec>,
+    h2_max_streams: u32,
 }
 
 /// How many reload outcomes `/status` shows.
@@ -55,7 +67,16 @@ pub struct Outcome {
 
 impl Reloader {
     pub fn new(path: String, registry: Registry, shared: Arc<Shared>, server_yaml: String) -> Self {
+        let running = shared.load();
+        let started = Started {
+            listeners: running.config.listeners.clone(),
+            admin: running.config.admin.clone(),
+            access_log: running.config.access_log.clone(),
+            h2_max_streams: running.config.h2_max_streams,
+        };
+        drop(running);
         Reloader {
+            started,
             path,
             registry,
             shared,
@@ -119,20 +140,29 @@ impl Reloader {
                 return Err(errors);
             }
         };
-        let old = self.shared.load();
         let new = loaded.gateway;
+        // Names this file adds get their addresses before it goes live.
+        crate::upstream::dns::resolve_new(&new, &self.shared.dns, |host| {
+            self.shared
+                .metrics
+                .dns_failures
+                .with_label_values(&[host])
+                .inc()
+        });
+        let _one_rebuild_at_a_time = self.shared.rebuild_lock();
+        let old = self.shared.load();
         let mut outcome = Outcome::default();
-        if new.listeners != old.config.listeners {
+        if new.listeners != self.started.listeners {
             outcome.needs_upgrade.push("listen".into());
         }
-        if new.admin != old.config.admin {
+        if new.admin != self.started.admin {
             outcome.needs_upgrade.push("admin".into());
         }
         // Pingora takes its HTTP/2 server settings once, with the listeners.
-        if new.h2_max_streams != old.config.h2_max_streams {
+        if new.h2_max_streams != self.started.h2_max_streams {
             outcome.needs_upgrade.push("h2_max_streams".into());
         }
-        if new.access_log != old.config.access_log {
+        if new.access_log != self.started.access_log {
             outcome.needs_upgrade.push("access_log".into());
         }
         if loaded.server.to_yaml() != self.server_yaml {
@@ -148,6 +178,7 @@ impl Reloader {
             Some(&old),
             self.shared.now_nanos(),
             &self.shared.metrics,
+            &self.shared.dns,
         ));
         self.shared.metrics.reloads.with_label_values(&["ok"]).inc();
         log::info!("reloaded {}", self.path);

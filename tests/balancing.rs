@@ -152,3 +152,20 @@ async fn hash_on_cookie_query_and_path() {
         assert_eq!(seen.len(), 2, "{key} sent every key to one backend");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_requests_without_the_key_are_spread_by_weight() {
+    let (a, _) = echo("a").await;
+    let (b, _) = echo("b").await;
+    let extra = "    hash_key: header:x-user-id\n";
+    let gw = Gateway::start(&upstream("consistent_hash", extra, &[(a, 1), (b, 3)])).await;
+    let c = client();
+    let mut counts: HashMap<String, u32> = HashMap::new();
+    for _ in 0..40 {
+        let (status, backend) = get_backend(&c, &gw.url("/")).await;
+        assert_eq!(status, 200);
+        *counts.entry(backend).or_default() += 1;
+    }
+    assert_eq!(counts.get("a"), Some(&10), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&30), "{counts:?}");
+}

@@ -200,3 +200,72 @@ async fn health_of_unchanged_backends_survives_a_pool_edit() {
         assert_ne!(get_backend(&c, &gw.url("/")).await.1, "b");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_backend_stays_down_when_its_health_check_is_edited() {
+    let (a, _) = echo("a").await;
+    let (b, eb) = echo("b").await;
+    // unhealthy_after: 3 under the new settings: a check state started
+    // afresh would call b healthy for at least two rounds after the reload.
+    let sections = |interval: &str, sni: &str| {
+        format!(
+            "upstreams:\n  pool:\n    backends: [{a}, {b}]\n    sni: {sni}\n    health_check: {{ type: http, path: /health, interval: {interval}, unhealthy_after: 3 }}\nroutes:\n  - upstream: pool\n"
+        )
+    };
+    let gw = Gateway::start(&sections("100ms", "one.test")).await;
+    eb.control.unhealthy.store(true, Ordering::Relaxed);
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "pool", b)
+            == Some(false))
+            .await
+    );
+    let c = client();
+    for edit in [sections("150ms", "one.test"), sections("150ms", "two.test")] {
+        gw.rewrite(&edit);
+        assert_eq!(gw.reload().await.0, 200);
+        let served_b = eb.control.served.load(Ordering::Relaxed);
+        // Across several check rounds under the new settings.
+        let until = Instant::now() + Duration::from_millis(600);
+        let mut sent = 0;
+        while Instant::now() < until && sent < 500 {
+            assert_eq!(get_backend(&c, &gw.url("/")).await, (200, "a".into()));
+            sent += 1;
+        }
+        assert_eq!(
+            eb.control.served.load(Ordering::Relaxed),
+            served_b,
+            "the down backend got traffic after the edit"
+        );
+        assert_eq!(healthy(&gw.status().await, "pool", b), Some(false));
+    }
+    // A passing check still brings it back.
+    eb.control.unhealthy.store(false, Ordering::Relaxed);
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "pool", b)
+            == Some(true))
+            .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn needs_upgrade_compares_with_what_the_process_started_with() {
+    let (a, _) = echo("a").await;
+    let base = format!("upstreams:\n  one:\n    backends: [{a}]\nroutes:\n  - upstream: one\n");
+    let gw = Gateway::start(&base).await;
+    let log = gw.dir.path().join("access.log");
+    let with_log = format!("access_log: {}\n{base}", log.display());
+    gw.rewrite(&with_log);
+    let (_, first) = gw.reload().await;
+    assert_eq!(first["needs_upgrade"], serde_json::json!(["access_log"]));
+    // A second reload of the same file: the access log is still not open.
+    let (_, second) = gw.reload().await;
+    assert_eq!(
+        second["needs_upgrade"],
+        serde_json::json!(["access_log"]),
+        "{second}"
+    );
+    // Undoing the edit leaves nothing pending.
+    gw.rewrite(&base);
+    let (_, third) = gw.reload().await;
+    assert_eq!(third["needs_upgrade"], serde_json::json!([]), "{third}");
+}

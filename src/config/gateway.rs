@@ -46,6 +46,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         .map(|n| super::upstreams::validate(&n, errs))
         .unwrap_or_default();
     let redis = field("redis").and_then(|n| super::redis::validate(&n, errs));
+    let resolver = field("resolver").map_or_else(Vec::new, |n| resolver(&n, errs));
     let limits = field("limits")
         .map(|n| super::limits::validate(&n, top.contains_key("redis"), errs))
         .unwrap_or_default();
@@ -125,7 +126,39 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         routes,
         access_log,
         redis,
+        resolver,
     })
+}
+
+/// `resolver: 10.0.0.2:53` or a list; a bare IP means port 53.
+fn resolver(node: &Node, errs: &mut Errors) -> Vec<SocketAddr> {
+    let items: Vec<Node> = match node.value {
+        Value::Sequence(seq) => seq
+            .iter()
+            .enumerate()
+            .map(|(i, v)| node.item(i, v))
+            .collect(),
+        _ => vec![node.clone()],
+    };
+    let before = errs.0.len();
+    let mut out = Vec::new();
+    for n in items {
+        let Some(text) = n.str(errs) else { continue };
+        match text.parse::<SocketAddr>().or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        }) {
+            Ok(a) => out.push(a),
+            Err(_) => errs.push(
+                n.path(),
+                format!("`{text}` is not a DNS server address like 10.0.0.2:53"),
+            ),
+        }
+    }
+    if out.is_empty() && errs.0.len() == before {
+        errs.push(node.path(), "at least one DNS server is required");
+    }
+    out
 }
 
 /// `access_log: /var/log/sluice/access.log` or `{ path: ..., format: json }`.

@@ -38,6 +38,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "filters",
     "access_log",
     "redis",
+    "resolver",
 ];
 
 /// A loaded file: Pingora's server settings and the gateway's.
@@ -128,6 +129,8 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
     }
 }
 
+#[cfg(test)]
+mod discovery_tests;
 #[cfg(test)]
 mod h2_tests;
 #[cfg(test)]

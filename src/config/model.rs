@@ -32,6 +32,8 @@ pub struct Config {
     pub access_log: Option<AccessLogSpec>,
     /// The shared store for `store: redis` limits.
     pub redis: Option<RedisSpec>,
+    /// DNS servers for backend names (`resolver:`); empty: the system's.
+    pub resolver: Vec<SocketAddr>,
 }
 
 /// The admin listener: `admin: ADDR` or `{ address, token_file, insecure }`.
@@ -108,6 +110,10 @@ pub struct UpstreamSpec {
     /// What `consistent_hash` hashes on (default `client_ip`).
     pub hash_key: KeySpec,
     pub backends: Vec<BackendSpec>,
+    /// Backends named `host:port`, each re-resolved into one backend per address.
+    pub named: Vec<NamedBackend>,
+    /// How often names are re-resolved (`None`: once, at load).
+    pub dns_refresh: Option<Duration>,
     pub health_check: Option<HealthCheckSpec>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
@@ -155,6 +161,22 @@ impl UpstreamProtocol {
 pub struct BackendSpec {
     pub address: SocketAddr,
     pub weight: u32,
+}
+
+/// A backend given by name: every address the name resolves to becomes a
+/// backend with this weight.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamedBackend {
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+}
+
+impl NamedBackend {
+    /// `host:port`, as written.
+    pub fn name(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,13 +1,13 @@
 //! `upstreams:`: pools of backends, how to balance them, how to check them.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::model::{
-    BackendSpec, Balance, HealthCheckSpec, HealthKind, UpstreamProtocol, UpstreamSpec,
+    BackendSpec, Balance, HealthCheckSpec, HealthKind, NamedBackend, UpstreamProtocol, UpstreamSpec,
 };
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
@@ -32,6 +32,7 @@ const UPSTREAM_KEYS: &[&str] = &[
     "panic_threshold",
     "retry_budget",
     "latency_decay",
+    "dns_refresh",
 ];
 
 pub fn validate(node: &Node, errs: &mut Errors) -> BTreeMap<String, UpstreamSpec> {
@@ -91,12 +92,19 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         );
     }
 
-    let backends = match field("backends") {
+    let (backends, named) = match field("backends") {
         Some(b) => backends(&b, errs),
         None => {
             errs.push(n.key_path("backends"), "required: at least one backend");
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
+    };
+    let dns_refresh = match field("dns_refresh") {
+        None => Some(Some(Duration::from_secs(5))),
+        Some(d) if d.value.as_str() == Some("off") => Some(None),
+        Some(d) => d
+            .duration(errs)
+            .map(|v| Some(v.max(Duration::from_millis(100)))),
     };
     let health_check = field("health_check").and_then(|h| super::health_check::validate(&h, errs));
     let dur = |k: &str, default: Duration, errs: &mut Errors| match field(k) {
@@ -210,6 +218,8 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
         balance: balance?,
         hash_key: hash_key?,
         backends,
+        named,
+        dns_refresh: dns_refresh?,
         health_check,
         connect_timeout: connect_timeout?,
         read_timeout: read_timeout?,
@@ -286,10 +296,11 @@ fn budget(n: &Node, errs: &mut Errors) -> Option<BudgetSpec> {
     })
 }
 
-fn backends(node: &Node, errs: &mut Errors) -> Vec<BackendSpec> {
+fn backends(node: &Node, errs: &mut Errors) -> (Vec<BackendSpec>, Vec<NamedBackend>) {
     let mut out: Vec<BackendSpec> = Vec::new();
+    let mut named: Vec<NamedBackend> = Vec::new();
     let Some(items) = node.seq(errs) else {
-        return out;
+        return (out, named);
     };
     if items.is_empty() {
         errs.push(node.path(), "at least one backend is required");
@@ -316,14 +327,26 @@ fn backends(node: &Node, errs: &mut Errors) -> Vec<BackendSpec> {
             }
             _ => (n.clone(), Some(1)),
         };
-        let address = addr_node.str(errs).and_then(|s| match resolve(s) {
+        let target = addr_node.str(errs).and_then(|s| match target(s) {
             Ok(a) => Some(a),
             Err(e) => {
                 errs.push(addr_node.path(), e);
                 None
             }
         });
-        if let (Some(address), Some(weight)) = (address, weight) {
+        if let (Some(Err((host, port))), Some(weight)) = (&target, weight) {
+            if named.iter().any(|b| b.host == *host && b.port == *port) {
+                errs.push(n.path(), format!("{host}:{port} is listed twice"));
+                continue;
+            }
+            named.push(NamedBackend {
+                host: host.clone(),
+                port: *port,
+                weight,
+            });
+            continue;
+        }
+        if let (Some(Ok(address)), Some(weight)) = (target, weight) {
             if out.iter().any(|b| b.address == address) {
                 errs.push(n.path(), format!("{address} is listed twice"));
                 continue;
@@ -331,21 +354,34 @@ fn backends(node: &Node, errs: &mut Errors) -> Vec<BackendSpec> {
             out.push(BackendSpec { address, weight });
         }
     }
-    out
+    (out, named)
 }
 
-/// `ip:port`, or `host:port` resolved once at load time.
-fn resolve(text: &str) -> Result<SocketAddr, String> {
+/// `ip:port` (Ok), or `host:port` (Err((host, port))), a name re-resolved
+/// while the gateway runs.
+type Target = Result<SocketAddr, (String, u16)>;
+
+fn target(text: &str) -> Result<Target, String> {
     if let Ok(a) = text.parse::<SocketAddr>() {
-        return Ok(a);
+        return Ok(Ok(a));
     }
-    if !text.contains(':') {
+    let Some((host, port)) = text.rsplit_once(':') else {
         return Err(format!("`{text}` needs a port, e.g. `{text}:80`"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{text}`: `{port}` is not a port"))?;
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.len() > 253 || !host.split('.').all(valid_label) {
+        return Err(format!(
+            "`{text}` is not an address or a host name with a port"
+        ));
     }
-    match text.to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| format!("`{text}` resolves to no address")),
-        Err(e) => Err(format!("`{text}` is not an address ({e})")),
-    }
+    Ok(Err((host.to_ascii_lowercase(), port)))
 }

@@ -13,14 +13,7 @@ use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
 use crate::request_id::RequestId;
-
-/// How an attempt at a backend ended, for `sluice_upstream_requests_total`.
-#[derive(Clone, Copy)]
-pub(super) enum AttemptOutcome {
-    Ok,
-    ConnectFailure,
-    Error,
-}
+use crate::upstream::{AttemptTracker, Settled};
 
 /// What the limits decided, kept for the response and the access log.
 // One per request, inside the request context Pingora allocates once: boxing
@@ -49,10 +42,8 @@ pub struct RequestCtx {
     pub(super) attempts: usize,
     /// The backend whose in-flight count this request holds.
     pub(super) inflight_on: Option<usize>,
-    /// The last backend answered with a response header.
-    pub(super) upstream_answered: bool,
-    /// When the current attempt's backend was picked (limiter clock nanos).
-    pub(super) attempt_started: u64,
+    /// The current attempt, settled exactly once (see `upstream::attempt`).
+    pub(super) attempt: AttemptTracker,
     pub(super) limits: LimitState,
     /// When `request_filter` began (limiter clock nanos; 0 until then). The
     /// one clock read admission, the first attempt and the duration share.
@@ -86,25 +77,21 @@ impl RequestCtx {
         self.inflight_on = None;
     }
 
-    /// Counts an attempt's outcome for the backend it last went to.
-    pub(super) fn count_attempt(&self, outcome: AttemptOutcome) {
-        if let (Some(&idx), Some((_, route))) = (self.tried.last(), self.route()) {
-            if let Some(b) = route.pool.backends.get(idx) {
-                match outcome {
-                    AttemptOutcome::Ok => b.metrics.ok.inc(),
-                    AttemptOutcome::ConnectFailure => b.metrics.connect_failure.inc(),
-                    AttemptOutcome::Error => b.metrics.error.inc(),
-                }
-            }
+    /// Records a settled attempt, once: the backend's counters, passive
+    /// health and latency, and what the request's adaptive limits learn
+    /// (the time since the pick, and whether it failed: an error, a timeout,
+    /// a 5xx, which they count as congestion).
+    pub(super) fn settle(&self, settled: Option<Settled>, now: u64) {
+        let Some(settled) = settled else {
+            return;
+        };
+        if let Some((_, route)) = self.route() {
+            route.pool.record(&settled, now);
         }
-    }
-
-    /// Tells the request's adaptive limits how its attempt went: the time
-    /// since the backend was picked, and whether it failed (an error, a
-    /// timeout, a 5xx), which they count as congestion.
-    pub(super) fn record_attempt(&self, ok: bool, now: u64) {
-        if let LimitState::Admitted(verdict) = &self.limits {
-            verdict.record_attempt(now.saturating_sub(self.attempt_started), ok, now);
+        if let (LimitState::Admitted(verdict), Some((rtt, ok))) =
+            (&self.limits, settled.adaptive_sample())
+        {
+            verdict.record_attempt(rtt, ok, now);
         }
     }
 
@@ -125,8 +112,7 @@ impl RequestCtx {
             tried: SmallVec::new(),
             attempts: 0,
             inflight_on: None,
-            upstream_answered: false,
-            attempt_started: 0,
+            attempt: AttemptTracker::default(),
             limits: LimitState::None,
             started: 0,
             grpc: false,

@@ -14,7 +14,7 @@ use http::header;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
@@ -29,10 +29,10 @@ use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
 use crate::request_id::{RequestId, X_REQUEST_ID};
-use crate::upstream::{Attempt, Pick};
+use crate::upstream::{Failure, Pick};
 
+use ctx::LimitState;
 pub use ctx::RequestCtx;
-use ctx::{AttemptOutcome, LimitState};
 
 pub struct Proxy {
     shared: Arc<Shared>,
@@ -266,8 +266,8 @@ impl ProxyHttp for Proxy {
                 ctx.tried.push(idx);
                 ctx.attempts += 1;
                 ctx.inflight_on = Some(idx);
-                ctx.upstream_answered = false;
-                ctx.attempt_started = now;
+                let unsettled = ctx.attempt.picked(idx, now);
+                ctx.settle(unsettled, now);
                 Ok(peer)
             }
             Pick::NoneHealthy => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend"),
@@ -284,15 +284,14 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.count_attempt(AttemptOutcome::ConnectFailure);
         ctx.release_inflight();
         let now = self.shared.now_nanos();
-        ctx.record_attempt(false, now);
+        let settled = ctx.attempt.connect_failed(now);
+        ctx.settle(settled, now);
         // Nothing was sent, so any method may go to another backend, within
         // the route's retry count and the pool's retry budget.
         let retry = match (ctx.route(), ctx.tried.last()) {
-            (Some((_, r)), Some(&idx)) => {
-                r.pool.record(idx, Attempt::ConnectFailed, now);
+            (Some((_, r)), Some(_)) => {
                 ctx.tried.len() <= r.pool.spec.retries as usize && r.pool.budget.try_retry(now)
             }
             _ => false,
@@ -319,8 +318,9 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        ctx.count_attempt(AttemptOutcome::Error);
-        ctx.record_attempt(false, self.shared.now_nanos());
+        let now = self.shared.now_nanos();
+        let settled = ctx.attempt.failed(Failure::classify(&e, e.retry()), now);
+        ctx.settle(settled, now);
         if e.retry() {
             // A pooled connection the backend had already closed: the backend
             // itself is fine, so it may be picked again.
@@ -381,15 +381,10 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.upstream_answered = true;
-        if let (Some((_, route)), Some(&idx)) = (ctx.route(), ctx.tried.last()) {
+        if ctx.attempt.open_since().is_some() {
             let now = self.shared.now_nanos();
-            let attempt = Attempt::Answered {
-                status: upstream_response.status.as_u16(),
-                rtt_nanos: now.saturating_sub(ctx.attempt_started),
-            };
-            route.pool.record(idx, attempt, now);
-            ctx.record_attempt(upstream_response.status.as_u16() < 500, now);
+            let settled = ctx.attempt.answered(upstream_response.status.as_u16(), now);
+            ctx.settle(settled, now);
         }
         if self.shared.is_draining() {
             session.set_keepalive(None);
@@ -436,16 +431,11 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if ctx.upstream_answered {
-            ctx.count_attempt(AttemptOutcome::Ok);
-        } else if e.is_some_and(|e| e.esource() == &ErrorSource::Upstream)
-            && ctx.inflight_on.is_some()
-        {
-            ctx.count_attempt(AttemptOutcome::Error);
-        }
+        let now = self.shared.now_nanos();
+        let settled = ctx.attempt.finish(e, now);
+        ctx.settle(settled, now);
         ctx.release_inflight();
         let limit_label = ctx.finish_limits();
-        let now = self.shared.now_nanos();
         crate::observe::request_done(&self.shared, session, ctx.done(), &limit_label, now);
     }
 }

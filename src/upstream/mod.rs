@@ -1,7 +1,9 @@
 //! Upstream pools: backend selection, active health checks, and the
 //! background service that runs those checks for whatever config is live.
 
+mod attempt;
 mod budget;
+pub mod dns;
 mod grpc_check;
 mod health;
 mod load;
@@ -12,11 +14,12 @@ mod selection;
 mod service;
 mod view;
 
+pub use attempt::{AttemptTracker, Ending, Failure, Settled};
 pub use budget::{BudgetSpec, RetryBudget};
 pub use load::PeakEwma;
 pub use outlier::{OutlierSpec, OutlierState};
 pub use peer::{parse_ca, PeerTemplate};
-pub use pool::{Attempt, BackendState, BackendStats, Pick, Pool};
+pub use pool::{pool_targets, BackendState, BackendStats, Pick, Pool, Target};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::HealthService;
-pub use view::HealthView;
+pub use view::{HealthState, HealthView};

@@ -1,17 +1,16 @@
 //! One upstream pool: its backends, their health and load, and its selector.
 //!
 //! A backend is *available* when active health checks pass (Pingora's
-//! load-balancing crate, through a [`HealthView`]) and passive health has not
+//! checkers as probes, run by [`Pool::check_if_due`]) and passive health has not
 //! ejected it. [`Pool::pick`] hands the [`Selector`] the available backends
 //! this request has not tried, with each one's load; below the panic
 //! threshold it hands it every backend instead (Envoy's panic mode: better to
 //! spread load over all than to crush the few that still pass checks).
 //!
-//! A pool is immutable once built; a reload builds a new one, which shares the
-//! old one's [`HealthView`] and, per address, its [`BackendStats`], so health,
-//! in-flight counts and latency survive an edit of the pool.
+//! A pool is immutable once built; a reload builds a new one, which shares,
+//! per address, the old one's [`BackendStats`], so health, in-flight counts
+//! and latency survive any edit of the pool, including of its health check.
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,12 +20,14 @@ use pingora_load_balancing::Backend;
 use rand::Rng;
 use smallvec::SmallVec;
 
+use super::attempt::Settled;
 use super::budget::RetryBudget;
+use super::dns::DnsTable;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
 use super::peer::PeerTemplate;
 use super::selection::{load_aware_cost, Load, Selector};
-use super::view::HealthView;
+use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
 use crate::metrics::{BackendMetrics, Metrics};
 
@@ -40,10 +41,8 @@ pub struct BackendStats {
     ready_since: AtomicU64,
     /// Whether the last pick saw it available, to notice a recovery.
     was_available: AtomicBool,
-    /// Active health as of the last check, copied from Pingora's registry
-    /// after each round so a pick reads one atomic instead of hashing the
-    /// backend into Pingora's readiness map.
-    healthy: AtomicBool,
+    /// Active health, kept by address across reloads (see `view`).
+    pub health: HealthState,
 }
 
 impl Default for BackendStats {
@@ -54,7 +53,7 @@ impl Default for BackendStats {
             outlier: OutlierState::default(),
             ready_since: AtomicU64::new(0),
             was_available: AtomicBool::new(true),
-            healthy: AtomicBool::new(true),
+            health: HealthState::default(),
         }
     }
 }
@@ -62,6 +61,8 @@ impl Default for BackendStats {
 /// A backend of this pool.
 pub struct BackendState {
     pub addr: SocketAddr,
+    /// The `host:port` it was resolved from, if it was given by name.
+    pub name: Option<Arc<str>>,
     pub weight: u32,
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
@@ -79,15 +80,39 @@ pub enum Pick {
     Exhausted,
 }
 
-/// How a backend's answer went, for passive health and load tracking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attempt {
-    /// A response came back; its status and the time to its header.
-    Answered {
-        status: u16,
-        rtt_nanos: u64,
-    },
-    ConnectFailed,
+/// One backend a pool is built with: a literal address, or one address of a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub name: Option<Arc<str>>,
+}
+
+/// The backends `spec` stands for now: its addresses, then each name's
+/// addresses as `dns` last resolved them. An address listed twice is kept once.
+pub fn pool_targets(spec: &UpstreamSpec, dns: &DnsTable) -> Vec<Target> {
+    let mut out: Vec<Target> = spec
+        .backends
+        .iter()
+        .map(|b| Target {
+            addr: b.address,
+            weight: b.weight,
+            name: None,
+        })
+        .collect();
+    for n in &spec.named {
+        let name: Arc<str> = Arc::from(n.name());
+        for addr in dns.backends(&n.host, n.port) {
+            if !out.iter().any(|t| t.addr == addr) {
+                out.push(Target {
+                    addr,
+                    weight: n.weight,
+                    name: Some(name.clone()),
+                });
+            }
+        }
+    }
+    out
 }
 
 pub struct Pool {
@@ -107,15 +132,15 @@ impl Pool {
     /// doc). Backends new to the pool start their slow start at `now`.
     pub fn rebuild(
         spec: UpstreamSpec,
+        targets: Vec<Target>,
         previous: Option<&Pool>,
         now: u64,
         metrics: &Metrics,
     ) -> Pool {
-        let backends: Vec<BackendState> = spec
-            .backends
-            .iter()
+        let backends: Vec<BackendState> = targets
+            .into_iter()
             .map(|b| {
-                let old = previous.and_then(|p| p.backends.iter().find(|o| o.addr == b.address));
+                let old = previous.and_then(|p| p.backends.iter().find(|o| o.addr == b.addr));
                 let stats = match (old, previous) {
                     (Some(o), _) => o.stats.clone(),
                     (None, Some(_)) => {
@@ -126,22 +151,22 @@ impl Pool {
                     (None, None) => Arc::new(BackendStats::default()),
                 };
                 BackendState {
-                    addr: b.address,
+                    addr: b.addr,
+                    name: b.name,
                     weight: b.weight,
                     backend: Backend {
-                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.address),
+                        addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.addr),
                         weight: b.weight as usize,
                         ext: Default::default(),
                     },
                     stats,
-                    metrics: metrics.backend(&spec.name, &b.address.to_string()),
+                    metrics: metrics.backend(&spec.name, &b.addr.to_string()),
                 }
             })
             .collect();
-        let members: BTreeSet<Backend> = backends.iter().map(|b| b.backend.clone()).collect();
-        let view = HealthView::for_spec(&spec, members, previous.map(|p| &p.view));
+        let view = HealthView::for_spec(&spec, previous.map(|p| &p.view));
         let weights: Vec<(SocketAddr, u32)> = backends.iter().map(|b| (b.addr, b.weight)).collect();
-        let pool = Pool {
+        Pool {
             selector: Selector::new(spec.balance, &weights),
             budget: RetryBudget::new(spec.retry_budget.clone()),
             retries: metrics.retries_for(&spec.name),
@@ -151,28 +176,52 @@ impl Pool {
             backends,
             view,
             in_panic: AtomicBool::new(false),
-        };
-        pool.refresh_health();
-        pool
-    }
-
-    /// Copies active health from Pingora's registry into each backend's flag.
-    /// A backend that failed its active check and now passes it again is
-    /// also let back from a passive ejection (see [`OutlierState::uneject`]).
-    pub fn refresh_health(&self) {
-        for b in &self.backends {
-            let ready = self.view.ready(&b.backend);
-            let was = b.stats.healthy.swap(ready, Ordering::Relaxed);
-            if ready && !was && b.stats.outlier.ejected_until() != 0 {
-                b.stats.outlier.uneject();
-            }
         }
     }
 
-    /// Runs a round of active checks if one is due, then refreshes the flags.
+    /// Runs a round of active checks if one is due, all backends at once.
+    /// A backend that failed its active check and now passes it again is
+    /// also let back from a passive ejection (see [`OutlierState::uneject`]).
     pub async fn check_if_due(&self, now: std::time::Instant) {
-        self.view.check_if_due(now).await;
-        self.refresh_health();
+        let Some(checker) = self.view.claim_round(now) else {
+            return;
+        };
+        let results =
+            futures::future::join_all(self.backends.iter().map(|b| checker.check(&b.backend)))
+                .await;
+        if let Some(hc) = self.view.spec() {
+            for (b, result) in self.backends.iter().zip(results) {
+                match b.stats.health.observe(result.is_ok(), hc) {
+                    Some(true) => {
+                        log::info!("upstream {}: {} becomes healthy", self.spec.name, b.addr);
+                        if b.stats.outlier.ejected_until() != 0 {
+                            b.stats.outlier.uneject();
+                        }
+                    }
+                    Some(false) => log::warn!(
+                        "upstream {}: {} becomes unhealthy: {}",
+                        self.spec.name,
+                        b.addr,
+                        result.err().map_or_else(String::new, |e| e.to_string())
+                    ),
+                    None => {}
+                }
+            }
+        }
+        self.view.round_done();
+    }
+
+    /// The backends this pool was built with, to tell whether a rebuild
+    /// would change it.
+    pub fn targets(&self) -> Vec<Target> {
+        self.backends
+            .iter()
+            .map(|b| Target {
+                addr: b.addr,
+                weight: b.weight,
+                name: b.name.clone(),
+            })
+            .collect()
     }
 
     pub fn name(&self) -> &str {
@@ -184,7 +233,7 @@ impl Pool {
     pub fn is_healthy(&self, idx: usize) -> bool {
         self.backends
             .get(idx)
-            .is_some_and(|b| b.stats.healthy.load(Ordering::Relaxed))
+            .is_some_and(|b| b.stats.health.is_healthy())
     }
 
     /// Healthy by active checks and not ejected by passive health.
@@ -289,17 +338,17 @@ impl Pool {
         }
     }
 
-    /// Feeds a backend's answer to load tracking and passive health.
-    pub fn record(&self, idx: usize, attempt: Attempt, now: u64) {
-        let Some(b) = self.backends.get(idx) else {
+    /// Feeds a settled attempt to load tracking and passive health.
+    pub fn record(&self, settled: &Settled, now: u64) {
+        let Some(b) = self.backends.get(settled.backend) else {
             return;
         };
-        let failed = match attempt {
-            Attempt::Answered { status, rtt_nanos } => {
-                b.stats.latency.observe(rtt_nanos, now, self.decay_nanos);
-                status >= 500
-            }
-            Attempt::ConnectFailed => true,
+        b.metrics.count(settled.label());
+        if let Some(rtt) = settled.latency_sample() {
+            b.stats.latency.observe(rtt, now, self.decay_nanos);
+        }
+        let Some(failed) = settled.backend_failed() else {
+            return;
         };
         let Some(spec) = &self.spec.outlier else {
             return;

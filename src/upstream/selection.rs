@@ -48,9 +48,13 @@ pub enum Selector {
     Random,
     /// Ketama ring (the libketama layout, Pingora's implementation): removing
     /// a backend only moves the keys that were on it.
+    /// A request without the key's value (an empty key) has nothing to be
+    /// consistent about: it is balanced by smooth round robin on `keyless`,
+    /// rather than all such requests landing on the ring's one point for "".
     ConsistentHash {
         ring: Continuum,
         addrs: Vec<SocketAddr>,
+        keyless: Mutex<Vec<i64>>,
     },
     /// Fewest in-flight requests per unit of weight; ties broken at random
     /// so that equal backends share evenly.
@@ -75,6 +79,7 @@ impl Selector {
                 Selector::ConsistentHash {
                     ring: Continuum::new(&buckets),
                     addrs: backends.iter().map(|b| b.0).collect(),
+                    keyless: Mutex::new(vec![0; backends.len()]),
                 }
             }
             Balance::LeastConn => Selector::LeastConn,
@@ -94,26 +99,7 @@ impl Selector {
     ) -> Option<usize> {
         match self {
             Selector::SmoothRoundRobin { current } => {
-                // A poisoned lock only means another thread panicked mid-pick;
-                // the integers are still usable.
-                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-                let mut total = 0i64;
-                let mut best: Option<usize> = None;
-                for i in 0..n.min(current.len()) {
-                    if !eligible(i) {
-                        continue;
-                    }
-                    // Hundredths, so a slow-start ramp moves weights smoothly.
-                    let w = (load(i).weight * 100.0).round().max(1.0) as i64;
-                    current[i] += w;
-                    total += w;
-                    if best.is_none_or(|b| current[i] > current[b]) {
-                        best = Some(i);
-                    }
-                }
-                let b = best?;
-                current[b] -= total;
-                Some(b)
+                smooth_round_robin(current, n, eligible, load)
             }
             Selector::Random => {
                 let weights: SmallVec<[(usize, f64); 16]> = (0..n)
@@ -133,7 +119,10 @@ impl Selector {
                 }
                 weights.last().map(|w| w.0)
             }
-            Selector::ConsistentHash { ring, addrs } => {
+            Selector::ConsistentHash { keyless, .. } if key.is_empty() => {
+                smooth_round_robin(keyless, n, eligible, load)
+            }
+            Selector::ConsistentHash { ring, addrs, .. } => {
                 // Walk the ring from the key's point to the first eligible
                 // backend; bounded so a ring of ineligible points ends.
                 let mut idx = ring.node_idx(key);
@@ -187,6 +176,35 @@ impl Selector {
             }
         }
     }
+}
+
+/// One pick of nginx's smooth weighted round robin over `current`.
+fn smooth_round_robin(
+    current: &Mutex<Vec<i64>>,
+    n: usize,
+    eligible: impl Fn(usize) -> bool,
+    load: impl Fn(usize) -> Load,
+) -> Option<usize> {
+    // A poisoned lock only means another thread panicked mid-pick; the
+    // integers are still usable.
+    let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+    let mut total = 0i64;
+    let mut best: Option<usize> = None;
+    for i in 0..n.min(current.len()) {
+        if !eligible(i) {
+            continue;
+        }
+        // Hundredths, so a slow-start ramp moves weights smoothly.
+        let w = (load(i).weight * 100.0).round().max(1.0) as i64;
+        current[i] += w;
+        total += w;
+        if best.is_none_or(|b| current[i] > current[b]) {
+            best = Some(i);
+        }
+    }
+    let b = best?;
+    current[b] -= total;
+    Some(b)
 }
 
 #[cfg(test)]
@@ -290,6 +308,24 @@ mod tests {
             .count();
         let on_removed = before.iter().filter(|b| **b == 2).count();
         assert_eq!(moved, on_removed);
+    }
+
+    #[test]
+    fn consistent_hash_without_a_key_is_balanced_like_round_robin() {
+        let w = [1, 1, 2];
+        let s = Selector::new(Balance::ConsistentHash, &addrs(&w));
+        let mut rng = SmallRng::seed_from_u64(0);
+        let mut counts = [0; 3];
+        for _ in 0..400 {
+            counts[s.select(3, b"", |_| true, flat(&w), &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(counts, [100, 100, 200]);
+        // Still skipping the ineligible, still consistent with a key.
+        assert_ne!(s.select(3, b"", |i| i != 2, flat(&w), &mut rng), Some(2));
+        let keyed = s.select(3, b"user-1", |_| true, flat(&w), &mut rng);
+        for _ in 0..10 {
+            assert_eq!(s.select(3, b"user-1", |_| true, flat(&w), &mut rng), keyed);
+        }
     }
 
     #[test]

@@ -1,36 +1,70 @@
-//! A pool's membership and active health, kept across reloads.
+//! Active health: how a pool's backends are checked (a [`HealthView`]) and
+//! what the checks found (a [`HealthState`] per backend).
 //!
-//! Pingora's `Backends` holds health per backend identity and reconciles it
-//! when discovery returns a new set: backends present before and after keep
-//! their health, new ones start healthy, removed ones are dropped. So a
-//! reload that edits a pool hands the *same* view the new backend set
-//! through our discovery, rather than building a fresh view that would forget
-//! that a backend is down. Only a change to how health is checked (the
-//! check's settings, TLS, SNI) starts a fresh view: Pingora's registry takes
-//! its checker once.
+//! Why the state is ours and not Pingora's `Backends` registry: that registry
+//! takes its checker once, so a change to how health is checked (even only
+//! the interval, or `tls`/`sni`) needed a fresh registry, and a fresh one
+//! starts every backend healthy: a backend known to be down got traffic
+//! again until its checks failed anew. Here the checker (Pingora's TCP or
+//! HTTP check) is only the probe; the verdict lives in each backend's
+//! [`HealthState`], which a pool shares by address across every reload and
+//! every DNS refresh, so a backend that is down stays down until a check
+//! passes, whatever else was edited.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use futures::FutureExt;
-use pingora_error::Result;
-use pingora_load_balancing::discovery::ServiceDiscovery;
-use pingora_load_balancing::{Backend, Backends};
+use pingora_load_balancing::health_check::HealthCheck;
 
 use super::health;
 use crate::config::{HealthCheckSpec, UpstreamSpec};
 
-/// Discovery whose answer the gateway sets: the backends of the live config.
-struct ConfiguredBackends(Arc<ArcSwap<BTreeSet<Backend>>>);
+/// One backend's active health: the verdict and how many checks in a row
+/// have disagreed with it (Pingora's flip rule: `healthy_after` successes
+/// bring a backend back, `unhealthy_after` failures take it out).
+pub struct HealthState {
+    healthy: AtomicBool,
+    against: AtomicU32,
+}
 
-#[async_trait]
-impl ServiceDiscovery for ConfiguredBackends {
-    async fn discover(&self) -> Result<(BTreeSet<Backend>, HashMap<u64, bool>)> {
-        Ok((BTreeSet::clone(&self.0.load()), HashMap::new()))
+impl Default for HealthState {
+    /// Backends start healthy until a check says otherwise.
+    fn default() -> Self {
+        HealthState {
+            healthy: AtomicBool::new(true),
+            against: AtomicU32::new(0),
+        }
+    }
+}
+
+impl HealthState {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records one check; returns the new verdict if this check flipped it.
+    /// A view runs one round at a time; only a round of a view a reload just
+    /// replaced can overlap, and then a lost update costs one check's count,
+    /// which the next round repairs.
+    pub fn observe(&self, passed: bool, spec: &HealthCheckSpec) -> Option<bool> {
+        let healthy = self.is_healthy();
+        if passed == healthy {
+            self.against.store(0, Ordering::Relaxed);
+            return None;
+        }
+        let needed = if passed {
+            spec.healthy_after
+        } else {
+            spec.unhealthy_after
+        };
+        let n = self.against.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < needed {
+            return None;
+        }
+        self.against.store(0, Ordering::Relaxed);
+        self.healthy.store(passed, Ordering::Relaxed);
+        Some(passed)
     }
 }
 
@@ -57,77 +91,108 @@ impl CheckSettings {
     }
 }
 
+/// How a pool's backends are checked, and when the next round is due.
 pub struct HealthView {
-    members: Arc<ArcSwap<BTreeSet<Backend>>>,
-    backends: Backends,
     settings: CheckSettings,
+    checker: Option<Arc<dyn HealthCheck + Send + Sync>>,
     next_check: Mutex<Instant>,
     checking: AtomicBool,
 }
 
 impl HealthView {
-    /// The view for `spec`: `previous` (with the new membership) when it
-    /// checks health the same way, a fresh one otherwise.
-    pub fn for_spec(
-        spec: &UpstreamSpec,
-        members: BTreeSet<Backend>,
-        previous: Option<&Arc<HealthView>>,
-    ) -> Arc<HealthView> {
+    /// The view for `spec`: `previous` when it checks health the same way
+    /// (keeping its schedule), a new one otherwise. Either way the backends'
+    /// verdicts are untouched: they live in their [`HealthState`].
+    pub fn for_spec(spec: &UpstreamSpec, previous: Option<&Arc<HealthView>>) -> Arc<HealthView> {
         let settings = CheckSettings::of(spec);
-        let view = match previous {
-            Some(prev) if prev.settings == settings => {
-                prev.members.store(Arc::new(members));
-                prev.clone()
-            }
-            _ => {
-                let shared = Arc::new(ArcSwap::from_pointee(members));
-                let mut backends = Backends::new(Box::new(ConfiguredBackends(shared.clone())));
-                if let Some(hc) = &spec.health_check {
-                    backends.set_health_check(health::build(hc, spec));
-                }
-                Arc::new(HealthView {
-                    members: shared,
-                    backends,
-                    settings,
-                    next_check: Mutex::new(Instant::now()),
-                    checking: AtomicBool::new(false),
-                })
-            }
-        };
-        // Our discovery never waits, so this completes on the first poll.
-        if let Some(Err(e)) = view.backends.update(|_| {}).now_or_never() {
-            log::error!("upstream {}: updating backends failed: {e}", spec.name);
+        match previous {
+            Some(prev) if prev.settings == settings => prev.clone(),
+            _ => Arc::new(HealthView {
+                checker: spec
+                    .health_check
+                    .as_ref()
+                    .map(|hc| Arc::from(health::build(hc, spec))),
+                settings,
+                next_check: Mutex::new(Instant::now()),
+                checking: AtomicBool::new(false),
+            }),
         }
-        view
     }
 
-    pub fn ready(&self, backend: &Backend) -> bool {
-        self.backends.ready(backend)
+    /// The check settings, if this view checks health at all.
+    pub fn spec(&self) -> Option<&HealthCheckSpec> {
+        self.settings.health_check.as_ref()
     }
 
     /// When the next check is due, if this view checks health at all.
     pub fn next_check(&self) -> Option<Instant> {
-        self.settings.health_check.as_ref()?;
+        self.spec()?;
         Some(*self.next_check.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Runs one round of checks, all backends in parallel, if one is due and
-    /// none is running.
-    pub async fn check_if_due(&self, now: Instant) {
-        let Some(hc) = &self.settings.health_check else {
-            return;
-        };
+    /// Claims the round due at `now`: the probe to run, or `None` if no
+    /// round is due or one is still running. Call [`HealthView::round_done`]
+    /// after.
+    pub fn claim_round(&self, now: Instant) -> Option<Arc<dyn HealthCheck + Send + Sync>> {
+        let (hc, checker) = (self.spec()?, self.checker.as_ref()?);
         {
             let mut next = self.next_check.lock().unwrap_or_else(|p| p.into_inner());
             if now < *next {
-                return;
+                return None;
             }
             *next = now + hc.interval;
         }
         if self.checking.swap(true, Ordering::AcqRel) {
-            return;
+            return None;
         }
-        self.backends.run_health_check(true).await;
+        Some(checker.clone())
+    }
+
+    pub fn round_done(&self) {
         self.checking.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HealthKind;
+    use std::time::Duration;
+
+    fn spec(healthy_after: u32, unhealthy_after: u32) -> HealthCheckSpec {
+        HealthCheckSpec {
+            kind: HealthKind::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            healthy_after,
+            unhealthy_after,
+        }
+    }
+
+    #[test]
+    fn flips_only_after_enough_checks_in_a_row() {
+        let s = HealthState::default();
+        let spec = spec(2, 3);
+        assert_eq!(s.observe(false, &spec), None);
+        assert_eq!(s.observe(false, &spec), None);
+        assert_eq!(s.observe(true, &spec), None, "a pass breaks the run");
+        assert_eq!(s.observe(false, &spec), None);
+        assert_eq!(s.observe(false, &spec), None);
+        assert_eq!(s.observe(false, &spec), Some(false));
+        assert!(!s.is_healthy());
+        assert_eq!(s.observe(true, &spec), None);
+        assert_eq!(s.observe(true, &spec), Some(true));
+        assert!(s.is_healthy());
+    }
+
+    #[test]
+    fn a_down_backend_stays_down_whatever_the_check_settings_become() {
+        let s = HealthState::default();
+        s.observe(false, &spec(1, 1));
+        // The same state, read under other settings (a reload changed them).
+        assert!(!s.is_healthy());
+        assert_eq!(s.observe(false, &spec(3, 5)), None);
+        assert!(!s.is_healthy());
+        assert_eq!(s.observe(true, &spec(1, 5)), Some(true));
     }
 }

@@ -1,0 +1,346 @@
+//! One request attempt at a backend, as a state machine: picked → (connect
+//! failed | sent → answered | timed out | reset | client gone) → settled.
+//!
+//! Why a state machine instead of counting in each Pingora callback: Pingora
+//! reports one failed attempt through several callbacks (`error_while_proxy`,
+//! then `fail_to_proxy`, then `logging`), and counting in more than one of
+//! them counted some failures twice and missed others (a read timeout was
+//! never shown to passive health, so a backend that accepts and hangs was
+//! never ejected). Here every transition out of `InFlight` yields the
+//! attempt's one [`Settled`] record, and every later event is a no-op, so an
+//! attempt is counted exactly once whatever order the callbacks come in.
+//!
+//! What counts against the backend follows Envoy's "gateway failures": a
+//! failed connect, a 5xx, a read or write timeout and a connection reset
+//! after connect. A client that hangs up, a stale pooled connection the
+//! backend had already closed, and the gateway's own errors say nothing about
+//! the backend and are counted, but not held against it. A timeout or reset
+//! still gives `load_aware` a latency sample (the time waited), so a backend
+//! that hangs looks as slow as it is.
+
+use pingora_error::{Error, ErrorSource, ErrorType};
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    ConnectFailed,
+    /// A response header came back.
+    Answered {
+        status: u16,
+    },
+    /// A read or write on the backend's connection timed out.
+    TimedOut,
+    /// The backend closed or reset the connection, or sent garbage.
+    Reset,
+    /// A reused pooled connection turned out closed: retried on the same
+    /// backend, which is not to blame.
+    Stale,
+    /// The client went away before the backend answered.
+    ClientGone,
+    /// The request ended for a reason of the gateway's own.
+    Abandoned,
+}
+
+/// One settled attempt: which backend, how it ended, how long it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub backend: usize,
+    pub ending: Ending,
+    /// From the pick to the ending (limiter clock nanos).
+    pub waited_nanos: u64,
+}
+
+impl Settled {
+    /// The `outcome` label of `sluice_upstream_requests_total`.
+    pub fn label(&self) -> &'static str {
+        match self.ending {
+            Ending::Answered { .. } => "ok",
+            Ending::ConnectFailed => "connect_failure",
+            Ending::TimedOut => "timeout",
+            Ending::Reset => "reset",
+            Ending::Stale | Ending::ClientGone | Ending::Abandoned => "error",
+        }
+    }
+
+    /// Whether passive health counts it as the backend's failure (`Some(true)`),
+    /// its success (`Some(false)`), or not at all.
+    pub fn backend_failed(&self) -> Option<bool> {
+        match self.ending {
+            Ending::Answered { status } => Some(status >= 500),
+            Ending::ConnectFailed | Ending::TimedOut | Ending::Reset => Some(true),
+            Ending::Stale | Ending::ClientGone | Ending::Abandoned => None,
+        }
+    }
+
+    /// A response-time sample for `load_aware`: the time to the header, or
+    /// the time waited before a timeout or reset.
+    pub fn latency_sample(&self) -> Option<u64> {
+        match self.ending {
+            Ending::Answered { .. } | Ending::TimedOut | Ending::Reset => Some(self.waited_nanos),
+            _ => None,
+        }
+    }
+
+    /// What adaptive limits learn: (round trip, ok). A client that hung up
+    /// or a stale connection tells them nothing about congestion.
+    pub fn adaptive_sample(&self) -> Option<(u64, bool)> {
+        self.backend_failed()
+            .map(|failed| (self.waited_nanos, !failed))
+    }
+}
+
+/// A failure Pingora reported while proxying, sorted by who is to blame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    TimedOut,
+    Reset,
+    Stale,
+    ClientGone,
+    Internal,
+}
+
+impl Failure {
+    /// Sorts a Pingora error from `error_while_proxy`; `will_retry` is
+    /// Pingora's verdict that the connection was a stale reused one.
+    pub fn classify(e: &Error, will_retry: bool) -> Failure {
+        match e.esource() {
+            ErrorSource::Downstream => return Failure::ClientGone,
+            ErrorSource::Internal | ErrorSource::Unset => return Failure::Internal,
+            ErrorSource::Upstream => {}
+        }
+        if will_retry {
+            return Failure::Stale;
+        }
+        match e.etype() {
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => {
+                Failure::TimedOut
+            }
+            _ => Failure::Reset,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    #[default]
+    Idle,
+    /// Picked; connecting or waiting for the answer.
+    InFlight { backend: usize, since: u64 },
+}
+
+/// The current attempt of one request. Each method is one event; the ones
+/// that end the attempt return its [`Settled`] record, once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttemptTracker {
+    state: State,
+}
+
+impl AttemptTracker {
+    /// A backend was picked. An attempt still open (a callback Pingora
+    /// skipped) is settled as abandoned rather than lost.
+    pub fn picked(&mut self, backend: usize, now: u64) -> Option<Settled> {
+        let previous = self.settle(Ending::Abandoned, now);
+        self.state = State::InFlight {
+            backend,
+            since: now,
+        };
+        previous
+    }
+
+    pub fn connect_failed(&mut self, now: u64) -> Option<Settled> {
+        self.settle(Ending::ConnectFailed, now)
+    }
+
+    pub fn answered(&mut self, status: u16, now: u64) -> Option<Settled> {
+        self.settle(Ending::Answered { status }, now)
+    }
+
+    pub fn failed(&mut self, failure: Failure, now: u64) -> Option<Settled> {
+        let ending = match failure {
+            Failure::TimedOut => Ending::TimedOut,
+            Failure::Reset => Ending::Reset,
+            Failure::Stale => Ending::Stale,
+            Failure::ClientGone => Ending::ClientGone,
+            Failure::Internal => Ending::Abandoned,
+        };
+        self.settle(ending, now)
+    }
+
+    /// The request is over: an attempt still open ends here.
+    pub fn finish(&mut self, error: Option<&Error>, now: u64) -> Option<Settled> {
+        let ending = match error.map(|e| Failure::classify(e, false)) {
+            Some(f @ (Failure::TimedOut | Failure::Reset | Failure::ClientGone)) => {
+                return self.failed(f, now)
+            }
+            _ => Ending::Abandoned,
+        };
+        self.settle(ending, now)
+    }
+
+    /// When the open attempt started, if one is open.
+    pub fn open_since(&self) -> Option<u64> {
+        match self.state {
+            State::InFlight { since, .. } => Some(since),
+            State::Idle => None,
+        }
+    }
+
+    fn settle(&mut self, ending: Ending, now: u64) -> Option<Settled> {
+        match std::mem::take(&mut self.state) {
+            State::Idle => None,
+            State::InFlight { backend, since } => Some(Settled {
+                backend,
+                ending,
+                waited_nanos: now.saturating_sub(since),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn up(t: ErrorType) -> Box<Error> {
+        Error::new_up(t)
+    }
+
+    #[test]
+    fn an_answer_settles_once_and_later_errors_count_nothing() {
+        let mut a = AttemptTracker::default();
+        assert_eq!(a.picked(1, 10 * MS), None);
+        let s = a.answered(200, 15 * MS).unwrap();
+        assert_eq!(s.backend, 1);
+        assert_eq!(s.waited_nanos, 5 * MS);
+        assert_eq!((s.label(), s.backend_failed()), ("ok", Some(false)));
+        assert_eq!(s.adaptive_sample(), Some((5 * MS, true)));
+        // A body error after the header, then logging: nothing more.
+        assert_eq!(a.failed(Failure::Reset, 20 * MS), None);
+        assert_eq!(a.finish(Some(&up(ErrorType::ReadError)), 21 * MS), None);
+    }
+
+    #[test]
+    fn a_5xx_is_an_answer_that_counts_as_a_failure() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        let s = a.answered(503, MS).unwrap();
+        assert_eq!((s.label(), s.backend_failed()), ("ok", Some(true)));
+        assert_eq!(s.adaptive_sample(), Some((MS, false)));
+    }
+
+    #[test]
+    fn a_connect_failure_then_a_retry_counts_each_attempt_once() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        let first = a.connect_failed(2 * MS).unwrap();
+        assert_eq!(first.label(), "connect_failure");
+        assert_eq!(first.backend_failed(), Some(true));
+        assert_eq!(first.latency_sample(), None, "no answer was waited for");
+        assert_eq!(a.picked(1, 3 * MS), None, "the failed one was settled");
+        let second = a.answered(200, 4 * MS).unwrap();
+        assert_eq!(second.backend, 1);
+        assert_eq!(a.finish(None, 5 * MS), None);
+    }
+
+    #[test]
+    fn a_read_timeout_is_a_failure_with_the_time_waited() {
+        let mut a = AttemptTracker::default();
+        a.picked(2, 100 * MS);
+        let e = up(ErrorType::ReadTimedout);
+        let s = a.failed(Failure::classify(&e, false), 400 * MS).unwrap();
+        assert_eq!(s.ending, Ending::TimedOut);
+        assert_eq!((s.label(), s.backend_failed()), ("timeout", Some(true)));
+        assert_eq!(s.latency_sample(), Some(300 * MS));
+        // Pingora then calls logging with the same error: counted already.
+        assert_eq!(a.finish(Some(&e), 401 * MS), None);
+    }
+
+    #[test]
+    fn write_timeouts_and_resets_after_connect_are_failures() {
+        for (t, label) in [
+            (ErrorType::WriteTimedout, "timeout"),
+            (ErrorType::ConnectionClosed, "reset"),
+            (ErrorType::ReadError, "reset"),
+            (ErrorType::InvalidHTTPHeader, "reset"),
+        ] {
+            let mut a = AttemptTracker::default();
+            a.picked(0, 0);
+            let name = format!("{t:?}");
+            let s = a.failed(Failure::classify(&up(t), false), MS).unwrap();
+            assert_eq!(s.label(), label, "{name}");
+            assert_eq!(s.backend_failed(), Some(true), "{name}");
+            assert_eq!(s.latency_sample(), Some(MS), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_is_not_held_against_the_backend() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        let mut e = Error::new(ErrorType::ConnectionClosed);
+        e.as_down();
+        let s = a.failed(Failure::classify(&e, false), MS).unwrap();
+        assert_eq!(s.ending, Ending::ClientGone);
+        assert_eq!(s.label(), "error");
+        assert_eq!(s.backend_failed(), None);
+        assert_eq!(s.latency_sample(), None);
+        assert_eq!(s.adaptive_sample(), None);
+    }
+
+    #[test]
+    fn a_client_gone_seen_only_at_the_end_is_classified_too() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        let mut e = Error::new(ErrorType::WriteError);
+        e.as_down();
+        assert_eq!(a.finish(Some(&e), MS).unwrap().ending, Ending::ClientGone);
+    }
+
+    #[test]
+    fn a_stale_pooled_connection_is_retried_without_blame() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        let e = up(ErrorType::ConnectionClosed);
+        let s = a.failed(Failure::classify(&e, true), MS).unwrap();
+        assert_eq!(s.ending, Ending::Stale);
+        assert_eq!(s.backend_failed(), None);
+        assert_eq!(a.picked(0, MS), None);
+        assert_eq!(a.answered(200, 2 * MS).unwrap().backend, 0);
+    }
+
+    #[test]
+    fn an_open_attempt_is_settled_at_the_end_or_at_the_next_pick() {
+        let mut a = AttemptTracker::default();
+        a.picked(0, 0);
+        assert_eq!(a.open_since(), Some(0));
+        let s = a.finish(None, MS).unwrap();
+        assert_eq!(s.ending, Ending::Abandoned);
+        assert_eq!(s.backend_failed(), None);
+        assert_eq!(a.open_since(), None);
+        assert_eq!(a.finish(None, 2 * MS), None);
+
+        a.picked(3, 0);
+        let s = a.picked(4, MS).unwrap();
+        assert_eq!((s.backend, s.ending), (3, Ending::Abandoned));
+        let mut internal = Error::new(ErrorType::InternalError);
+        internal.as_up();
+        internal.esource = ErrorSource::Internal;
+        assert_eq!(
+            a.failed(Failure::classify(&internal, false), MS)
+                .unwrap()
+                .ending,
+            Ending::Abandoned
+        );
+    }
+
+    #[test]
+    fn nothing_picked_means_nothing_counted() {
+        let mut a = AttemptTracker::default();
+        assert_eq!(a.connect_failed(0), None);
+        assert_eq!(a.answered(200, 0), None);
+        assert_eq!(a.failed(Failure::TimedOut, 0), None);
+        assert_eq!(a.finish(Some(&up(ErrorType::ReadTimedout)), 0), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Every attempt at a backend is counted once and classified: a backend that
+//! accepts connections and never answers times out, and those timeouts eject
+//! it like connect failures do.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use tokio::io::AsyncReadExt;
+
+/// A backend that accepts every connection, reads what it is sent and never
+/// answers. Counts the connections it accepted.
+async fn hanging_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn ejected(status: &serde_json::Value, up: &str, addr: SocketAddr) -> Option<bool> {
+    status["upstreams"][up]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == addr.to_string())
+        .and_then(|b| b["ejected"].as_bool())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_hangs_is_ejected_after_consecutive_timeouts() {
+    let (good, _) = echo("good").await;
+    let (hang, accepted) = hanging_backend().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  pool:\n    backends: [{good}, {hang}]\n    read_timeout: 300ms\n    \
+         outlier_detection: {{ consecutive_failures: 3, base_ejection: 30s }}\n\
+         routes:\n  - upstream: pool\n"
+    ))
+    .await;
+    let c = client();
+    let mut timeouts = 0;
+    // Round robin alternates, so three timeouts come within six requests;
+    // after them the hanging backend must get nothing.
+    for _ in 0..6 {
+        let (status, backend) = get_backend(&c, &gw.url("/")).await;
+        match status {
+            200 => assert_eq!(backend, "good"),
+            504 => timeouts += 1,
+            other => panic!("unexpected status {other}:\n{}", gw.log()),
+        }
+    }
+    assert_eq!(
+        timeouts, 3,
+        "one timeout per request sent to the hanging one"
+    );
+    assert_eq!(
+        ejected(&gw.status().await, "pool", hang),
+        Some(true),
+        "{}",
+        gw.log()
+    );
+    let accepted_before = accepted.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        assert_eq!(
+            get_backend(&c, &gw.url("/")).await,
+            (200, "good".to_string())
+        );
+    }
+    assert_eq!(accepted.load(Ordering::Relaxed), accepted_before);
+    // Each timeout counted once, under its own outcome.
+    let label = |outcome: &str, addr: SocketAddr| {
+        format!(
+            "sluice_upstream_requests_total{{backend=\"{addr}\",outcome=\"{outcome}\",upstream=\"pool\"}}"
+        )
+    };
+    assert_eq!(gw.metric(&label("timeout", hang)).await, Some(3.0));
+    assert_eq!(gw.metric(&label("error", hang)).await, Some(0.0));
+    assert_eq!(gw.metric(&label("ok", good)).await, Some(23.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_aware_learns_from_a_timeout_that_a_backend_is_slow() {
+    let (good, _) = echo("good").await;
+    let (hang, accepted) = hanging_backend().await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  pool:\n    balance: load_aware\n    latency_decay: 10s\n    \
+         backends: [{good}, {hang}]\n    read_timeout: 300ms\n    retries: 0\n\
+         routes:\n  - upstream: pool\n"
+    ))
+    .await;
+    let c = client();
+    let mut timeouts = 0;
+    for _ in 0..40 {
+        if get_backend(&c, &gw.url("/")).await.0 == 504 {
+            timeouts += 1;
+        }
+    }
+    // The first timeout is a 300 ms sample: the hanging backend then loses
+    // every two-way comparison until it has aged for several decays.
+    assert!(timeouts >= 1, "the hanging backend was never tried");
+    assert!(
+        timeouts <= 2,
+        "{timeouts} of 40 requests went to the hanging backend ({} connections)",
+        accepted.load(Ordering::Relaxed)
+    );
+}
