@@ -188,10 +188,20 @@ impl RedisStore {
         let Some(conns) = self.conns.load_full() else {
             return (Err(StoreFailure::Unavailable), 0);
         };
-        if let Some(local) = self.thread_conn() {
+        if let Some((local, ready)) = self.thread_conn() {
             let result = self
                 .call(std::slice::from_ref(&local), 0, which, key, args)
                 .await;
+            // A failed thread connection (Redis restarted, say) serves no
+            // decision until it has been warmed up again: the store's own
+            // connections, which the probe checked, carry them meanwhile.
+            if result.is_err()
+                && ready
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                tokio::spawn(warm_up(Arc::downgrade(self), local, ready));
+            }
             return (result, THIS_THREAD);
         }
         let index = self.next_conn.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
@@ -213,7 +223,7 @@ impl RedisStore {
     /// the background; until then the thread's decisions use the store's
     /// connections, so no request pays for a connect within its
     /// `decision_timeout`.
-    fn thread_conn(self: &Arc<Self>) -> Option<Conn> {
+    fn thread_conn(self: &Arc<Self>) -> Option<(Conn, Arc<AtomicBool>)> {
         type Entry = (std::sync::Weak<RedisStore>, Conn, Arc<AtomicBool>);
         thread_local! {
             static CONNS: std::cell::RefCell<Vec<Entry>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -231,7 +241,9 @@ impl RedisStore {
                 .iter()
                 .find(|(store, _, _)| std::ptr::eq(store.as_ptr(), Arc::as_ptr(self)))
             {
-                return ready.load(Ordering::Acquire).then(|| c.clone());
+                return ready
+                    .load(Ordering::Acquire)
+                    .then(|| (c.clone(), ready.clone()));
             }
             let c = conn::lazy_single(url).ok()?;
             let ready = Arc::new(AtomicBool::new(false));
@@ -248,7 +260,7 @@ impl RedisStore {
             call.conn = Some(conn);
             return self.background(call);
         }
-        let Some(mut c) = self.thread_conn() else {
+        let Some((mut c, _)) = self.thread_conn() else {
             return self.background(call);
         };
         let store = self.clone();

@@ -116,18 +116,20 @@ impl RedisStore {
         if self.circuit.is_closed() {
             return;
         }
-        let Some(mut c) = conns.first().cloned() else {
-            return;
-        };
-        let ping = redis::cmd("PING");
-        match tokio::time::timeout(BACKGROUND_TIMEOUT, ping.query_async::<Value>(&mut c)).await {
-            Ok(Ok(_)) => {
-                if self.circuit.close() {
-                    log::info!("redis store: Redis answers again; shared limits resume");
-                }
+        // Every connection, not only the first: each reconnects on its own
+        // after an outage, and decisions are spread over all of them.
+        for c in conns.iter() {
+            let mut c = c.clone();
+            let ping = redis::cmd("PING");
+            match tokio::time::timeout(BACKGROUND_TIMEOUT, ping.query_async::<Value>(&mut c)).await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return self.set_last_error(&e.to_string()),
+                Err(_) => return self.set_last_error("no answer to PING"),
             }
-            Ok(Err(e)) => self.set_last_error(&e.to_string()),
-            Err(_) => self.set_last_error("no answer to PING"),
+        }
+        if self.circuit.close() {
+            log::info!("redis store: Redis answers again; shared limits resume");
         }
     }
 
