@@ -7,18 +7,8 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminates_tls_and_says_so_upstream() {
     let (a, _) = echo("a").await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-
-    let listen = format!(
-        "listen:\n  - address: 127.0.0.1:{{port}}\n    tls: {{ cert: {}, key: {} }}\n",
-        cert_path.display(),
-        key_path.display()
-    );
+    let tls = common::tls_listener(&["localhost"]);
+    let (cert, listen) = (&tls.cert, tls.listen.clone());
     let gw = Gateway::start_with_listen(
         &format!("upstreams:\n  pool:\n    backends: [{a}]\nroutes:\n  - upstream: pool\n"),
         Some(listen),

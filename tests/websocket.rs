@@ -81,17 +81,8 @@ async fn a_websocket_echoes_through_a_plain_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_echoes_through_a_tls_listener() {
     let backend = ws_echo().await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let listen = format!(
-        "listen:\n  - address: 127.0.0.1:{{port}}\n    tls: {{ cert: {}, key: {} }}\n",
-        cert_path.display(),
-        key_path.display()
-    );
+    let tls = common::tls_listener(&["localhost"]);
+    let (cert, listen) = (&tls.cert, tls.listen.clone());
     let gw = Gateway::start_with_listen(&sections(backend), Some(listen)).await;
 
     use tokio_rustls::rustls;

@@ -353,3 +353,28 @@ pub async fn get_backend(c: &reqwest::Client, url: &str) -> (u16, String) {
     let _ = r.bytes().await;
     (status, backend)
 }
+
+/// A self-signed certificate for `names`, its PEM files in a directory of
+/// its own, and the `listen:` section of a TLS listener serving it (with the
+/// `{port}` placeholder `Gateway::start_with_listen` fills in).
+pub struct TlsListener {
+    pub cert: rcgen::CertifiedKey,
+    pub dir: tempfile::TempDir,
+    pub listen: String,
+}
+
+pub fn tls_listener(names: &[&str]) -> TlsListener {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = rcgen::generate_simple_self_signed(names).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let listen = format!(
+        "listen:\n  - address: 127.0.0.1:{{port}}\n    tls: {{ cert: {}, key: {} }}\n",
+        cert_path.display(),
+        key_path.display()
+    );
+    TlsListener { cert, dir, listen }
+}
