@@ -350,9 +350,6 @@ fn pings(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ping_flood_over_tls_is_disconnected() {
-    use std::sync::Arc;
-    use tokio_rustls::rustls;
-
     let (a, _) = echo("a").await;
     let tls = common::tls_listener(&["localhost"]);
     let (cert, listen) = (&tls.cert, tls.listen.clone());
@@ -362,18 +359,9 @@ async fn a_ping_flood_over_tls_is_disconnected() {
     )
     .await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = common::tls_client_config(cert, b"h2");
     let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = tokio_rustls::TlsConnector::from(config)
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .expect("TLS handshake");

@@ -73,19 +73,9 @@ async fn access_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
 async fn a_tls_listener_offers_h2_and_http1_by_alpn() {
     let (a, _) = echo("a").await;
     let (b, _) = echo("b").await;
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "api.test".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cert_path = dir.path().join("cert.pem");
-    let key_path = dir.path().join("key.pem");
-    let log_path = dir.path().join("access.log");
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let listen = format!(
-        "listen:\n  - address: 127.0.0.1:{{port}}\n    tls: {{ cert: {}, key: {} }}\n",
-        cert_path.display(),
-        key_path.display()
-    );
+    let tls = common::tls_listener(&["localhost", "api.test"]);
+    let listen = tls.listen.clone();
+    let log_path = tls.dir.path().join("access.log");
     let gw = Gateway::start_with_listen(
         &format!(
             "access_log: {{ path: {}, format: json }}\n\
@@ -96,6 +86,7 @@ async fn a_tls_listener_offers_h2_and_http1_by_alpn() {
         Some(listen),
     )
     .await;
+    let cert_path = tls.dir.path().join("cert.pem");
     let ca = cert_path.to_str().unwrap();
     let resolve = |host: &str| format!("{host}:{}:127.0.0.1", gw.port);
     let url = |host: &str| format!("https://{host}:{}/hello", gw.port);

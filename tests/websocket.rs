@@ -5,7 +5,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -85,22 +84,12 @@ async fn a_websocket_echoes_through_a_tls_listener() {
     let (cert, listen) = (&tls.cert, tls.listen.clone());
     let gw = Gateway::start_with_listen(&sections(backend), Some(listen)).await;
 
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     // WebSocket's Upgrade is HTTP/1.1 (RFC 8441's HTTP/2 form is not used here).
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = common::tls_client_config(cert, b"http/1.1");
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
         .await
         .unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .expect("TLS handshake with the gateway");

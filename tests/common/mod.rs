@@ -378,3 +378,22 @@ pub fn tls_listener(names: &[&str]) -> TlsListener {
     );
     TlsListener { cert, dir, listen }
 }
+
+/// A rustls client config that trusts only `cert` and offers one ALPN protocol.
+pub fn tls_client_config(
+    cert: &rcgen::CertifiedKey,
+    alpn: &[u8],
+) -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
