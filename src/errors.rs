@@ -15,6 +15,14 @@ pub enum GatewayError {
     UpstreamTimeout,
     BadRequest,
     MissingHost,
+    /// A request path that climbs above the root (RFC 3986 §5.2.4).
+    BadPath,
+    /// A request whose framing or fields could be read two ways (RFC 9112).
+    Malformed,
+    /// The request head did not arrive within `request_header_timeout`.
+    RequestTimeout,
+    /// The body is larger than the route's `max_body`.
+    PayloadTooLarge,
     HeaderTooLarge,
     Internal,
 }
@@ -26,7 +34,12 @@ impl GatewayError {
             GatewayError::NoHealthyBackend => 503,
             GatewayError::UpstreamUnreachable => 502,
             GatewayError::UpstreamTimeout => 504,
-            GatewayError::BadRequest | GatewayError::MissingHost => 400,
+            GatewayError::BadRequest
+            | GatewayError::MissingHost
+            | GatewayError::BadPath
+            | GatewayError::Malformed => 400,
+            GatewayError::RequestTimeout => 408,
+            GatewayError::PayloadTooLarge => 413,
             GatewayError::HeaderTooLarge => 431,
             GatewayError::Internal => 500,
         }
@@ -40,6 +53,10 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "the backend did not answer in time",
             GatewayError::BadRequest => "bad request",
             GatewayError::MissingHost => "an HTTP/1.1 request needs a Host header",
+            GatewayError::BadPath => "the request path climbs above the root",
+            GatewayError::Malformed => "malformed request",
+            GatewayError::RequestTimeout => "the request head did not arrive in time",
+            GatewayError::PayloadTooLarge => "request body too large",
             GatewayError::HeaderTooLarge => "request header fields too large",
             GatewayError::Internal => "internal error",
         }
@@ -53,6 +70,8 @@ impl GatewayError {
             502 => GatewayError::UpstreamUnreachable,
             504 => GatewayError::UpstreamTimeout,
             431 => GatewayError::HeaderTooLarge,
+            408 => GatewayError::RequestTimeout,
+            413 => GatewayError::PayloadTooLarge,
             400..=499 => GatewayError::BadRequest,
             _ => GatewayError::Internal,
         }
