@@ -56,6 +56,26 @@ impl ProxyHttp for Proxy {
     /// filter call per request.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::client_conn::request_started(session);
+        let clients = self.shared.load().config.clients;
+        // Pingora's own wait between requests (60 s unless told): never
+        // shorter than ours, which `client_conn` enforces. Off stays off
+        // (the client asked to close, or the process is draining).
+        if session.as_downstream().get_keepalive().is_some() {
+            let d = clients.keepalive_timeout;
+            session.set_keepalive(Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)));
+        }
+        // RFC 9112 §9.3.2: a server may answer pipelined requests in order.
+        // Without this Pingora serves the first and drops the rest.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = self.shared.now_nanos();
         let gw = self.shared.load();
@@ -379,6 +399,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::client_conn::request_done(session);
         let now = self.shared.now_nanos();
         let settled = ctx.attempt.finish(e, now);
         ctx.settle(settled, now);
