@@ -305,6 +305,11 @@ async fn connection_caps_refuse_past_them_per_ip_and_in_total() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_connection_past_the_cap_is_refused_before_its_handshake() {
+    // The gateway inherits a soft descriptor limit below the hard one.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if hard > 2048 {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, 2048, hard).unwrap();
+    }
     let (up, _) = echo("up").await;
     let tls = common::tls_listener(&["localhost"]);
     let gw = Gateway::start_with_listen(
