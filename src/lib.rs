@@ -24,6 +24,7 @@ pub mod listen;
 mod live_gauges;
 pub mod metrics;
 pub mod observe;
+pub mod path_normalize;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;

@@ -130,6 +130,8 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
 }
 
 #[cfg(test)]
+mod body_path_tests;
+#[cfg(test)]
 mod discovery_tests;
 #[cfg(test)]
 mod h2_tests;

@@ -210,6 +210,9 @@ pub struct RouteSpec {
     pub path_prefix: String,
     pub methods: Option<Vec<Method>>,
     pub strip_prefix: bool,
+    /// Forward the path normalised (the default), or as the client sent it
+    /// (routing, limits and filters always read the normalised path).
+    pub normalize_path: bool,
     pub upstream: String,
     pub limits: Vec<String>,
     pub filters: Vec<String>,

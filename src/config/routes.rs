@@ -16,6 +16,7 @@ const ROUTE_KEYS: &[&str] = &[
     "upstream",
     "limits",
     "filters",
+    "normalize_path",
 ];
 
 pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
@@ -108,6 +109,10 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
         None => Some(false),
         Some(s) => s.bool(errs),
     };
+    let normalize_path = match field("normalize_path") {
+        None => Some(true),
+        Some(s) => s.bool(errs),
+    };
     let upstream = match field("upstream") {
         Some(u) => u.str(errs).map(String::from),
         None => {
@@ -136,6 +141,7 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
         path_prefix: path_prefix.unwrap_or_else(|| "/".into()),
         methods,
         strip_prefix: strip_prefix.unwrap_or(false),
+        normalize_path: normalize_path.unwrap_or(true),
         upstream: upstream.unwrap_or_default(),
         limits,
         filters,

@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
+use crate::path_normalize::OriginalTarget;
 use crate::request_id::RequestId;
 use crate::upstream::{AttemptTracker, Settled};
 
@@ -50,6 +51,8 @@ pub struct RequestCtx {
     pub(super) started: u64,
     /// A gRPC call: the gateway's own answers are gRPC errors.
     pub(super) grpc: bool,
+    /// The target as the client sent it, when normalising changed its path.
+    pub(super) original_target: Option<OriginalTarget>,
 }
 
 /// A request whose task ends early (a panic in a filter hook unwinds through
@@ -116,6 +119,7 @@ impl RequestCtx {
             limits: LimitState::None,
             started: 0,
             grpc: false,
+            original_target: None,
         }
     }
 

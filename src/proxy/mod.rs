@@ -28,6 +28,7 @@ use crate::grpc;
 use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
+use crate::path_normalize;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::upstream::{Failure, Pick};
 
@@ -132,6 +133,15 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
+        // Routing, `path` keys and the backend all read the normalised path.
+        match path_normalize::normalize_request(session.req_header_mut()) {
+            Ok(original) => ctx.original_target = original,
+            Err(e) => {
+                self.send_error(session, e.into(), ctx).await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -340,6 +350,9 @@ impl ProxyHttp for Proxy {
         let Some((gw, route)) = ctx.route() else {
             return Ok(());
         };
+        if let (false, Some(original)) = (route.spec.normalize_path, &ctx.original_target) {
+            original.restore(upstream_request)?;
+        }
         if route.spec.strip_prefix {
             let pq = upstream_request
                 .uri
