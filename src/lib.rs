@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod admission;
+pub mod body_limit;
 pub mod cli;
 pub mod config;
 pub mod echo;

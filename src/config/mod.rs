@@ -31,6 +31,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "admin",
     "trusted_proxies",
     "max_request_header_size",
+    "max_body",
     "h2_max_streams",
     "upstreams",
     "limits",

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use crate::body_limit::BodyLimit;
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
@@ -53,6 +54,8 @@ pub struct RequestCtx {
     pub(super) grpc: bool,
     /// The target as the client sent it, when normalising changed its path.
     pub(super) original_target: Option<OriginalTarget>,
+    /// The route's `max_body` and the body bytes read so far.
+    pub(super) body_limit: Option<BodyLimit>,
 }
 
 /// A request whose task ends early (a panic in a filter hook unwinds through
@@ -120,6 +123,7 @@ impl RequestCtx {
             started: 0,
             grpc: false,
             original_target: None,
+            body_limit: None,
         }
     }
 
