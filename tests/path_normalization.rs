@@ -8,6 +8,10 @@ mod raw_http;
 use common::*;
 
 async fn gateway() -> (Gateway, Vec<std::sync::Arc<sluice::echo::Echo>>) {
+    gateway_on(None).await
+}
+
+async fn gateway_on(listen: Option<String>) -> (Gateway, Vec<std::sync::Arc<sluice::echo::Echo>>) {
     let mut sections = String::from("upstreams:\n");
     let mut keep = Vec::new();
     for name in ["root", "public", "admin", "raw", "strip"] {
@@ -31,7 +35,7 @@ routes:
   - { name: strip, path_prefix: /strip/, upstream: strip, strip_prefix: true }
 ",
     );
-    (Gateway::start(&sections).await, keep)
+    (Gateway::start_with_listen(&sections, listen).await, keep)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,4 +134,55 @@ async fn path_keys_read_the_normal_form() {
     }
     let other = raw_http::get(gw.port, "/limited/other").await;
     assert_eq!(other.status, 200, "another path has its own bucket");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_paths_are_normalised_too() {
+    let listen = "listen:\n  - { address: 127.0.0.1:{port}, h2c: true }\n".to_string();
+    let (gw, _backends) = gateway_on(Some(listen)).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    for (path, want) in [
+        // The query reaches the backend: it answers `?status=201` with 201.
+        (
+            "/public/%2e%2e/admin/x?status=201",
+            Some((201, "admin", "/admin/x")),
+        ),
+        ("//admin//x", Some((200, "admin", "/admin/x"))),
+        ("/public/../../x", None),
+    ] {
+        let url = format!("http://127.0.0.1:{}{path}", gw.port);
+        let req = http::Request::get(url).body(()).unwrap();
+        let (response, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+            .await
+            .expect("an answer in time")
+            .expect("a response");
+        let status = resp.status().as_u16();
+        let backend = resp
+            .headers()
+            .get("x-backend")
+            .map(|v| v.to_str().unwrap().to_string());
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.data().await {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        match want {
+            Some((code, b, p)) => {
+                assert_eq!(status, code, "{path}");
+                assert_eq!(backend.as_deref(), Some(b), "{path}");
+                assert_eq!(json["path"], p, "{path}");
+            }
+            None => assert_eq!(status, 400, "{path}"),
+        }
+        client = client.ready().await.unwrap();
+    }
 }
