@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod admission;
+pub mod body_limit;
 pub mod cli;
 pub mod client_conn;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod listen;
 mod live_gauges;
 pub mod metrics;
 pub mod observe;
+pub mod path_normalize;
 pub mod proxy;
 pub mod reload;
 pub mod request_id;
