@@ -3,12 +3,14 @@
 //! A request flows one way: [`router`] → [`filters`] → [`limits`] →
 //! [`upstream`] selection → Pingora → response filters. [`proxy`] is the thin
 //! `ProxyHttp` glue; everything it calls is testable without sockets.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod body_limit;
 pub mod cli;
+pub mod client_conn;
 pub mod config;
 pub mod echo;
 pub mod errors;

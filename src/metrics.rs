@@ -98,12 +98,18 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
     store_errors: IntCounterVec,
+    client_refused: IntCounterVec,
+    client_timeouts: IntCounterVec,
     store_fallback: IntCounterVec,
     store_duration: Histogram,
     /// Per route name, kept across reloads like the Prometheus children.
     latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
     registry
@@ -121,6 +127,10 @@ impl Default for Metrics {
 impl Metrics {
     /// The definitions are static, so building them cannot fail at run time;
     /// the `expect`s guard only against a programming error caught by tests.
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+    )]
     pub fn new() -> Metrics {
         let r = Registry::new();
         let duration = HistogramVec::new(
@@ -186,6 +196,18 @@ impl Metrics {
                 &["result"],
             ),
             access_log_dropped,
+            client_refused: counter(
+                &r,
+                "sluice_client_connections_refused_total",
+                "Client connections closed on arrival, by the cap they hit: max_connections or max_connections_per_ip.",
+                &["reason"],
+            ),
+            client_timeouts: counter(
+                &r,
+                "sluice_client_timeouts_total",
+                "HTTP/1 client connections closed by a deadline: request_header (answered 408) or idle (nothing sent within request_header_timeout or keepalive_timeout).",
+                &["kind"],
+            ),
             store_errors: counter(
                 &r,
                 "sluice_ratelimit_store_errors_total",
@@ -210,6 +232,19 @@ impl Metrics {
             timeouts: self.store_errors.with_label_values(&["timeout"]),
             errors: self.store_errors.with_label_values(&["error"]),
             duration: self.store_duration.clone(),
+        }
+    }
+
+    /// Counts a client connection refused on arrival.
+    pub fn connection_refused(&self, reason: &str) {
+        self.client_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The counters a client connection's deadlines count in.
+    pub fn client_timeouts(&self) -> crate::client_conn::TimeoutCounters {
+        crate::client_conn::TimeoutCounters {
+            request_header: self.client_timeouts.with_label_values(&["request_header"]),
+            idle: self.client_timeouts.with_label_values(&["idle"]),
         }
     }
 
@@ -261,9 +296,20 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, gw: &Gateway, now: u64) -> Vec<u8> {
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+    )]
+    pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(crate::live_gauges::families(gw, now));
+        let open = prometheus::IntGauge::new(
+            "sluice_client_connections",
+            "Client connections open now (what max_connections caps).",
+        )
+        .expect("static metric definition");
+        open.set(i64::from(open_connections));
+        families.extend(prometheus::core::Collector::collect(&open));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
@@ -296,6 +342,10 @@ fn route_metrics(
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 fn store_duration(r: &Registry) -> Histogram {
     let h = Histogram::with_opts(
         HistogramOpts::new(
