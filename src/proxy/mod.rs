@@ -65,13 +65,13 @@ impl ProxyHttp for Proxy {
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
         crate::client_conn::request_started(session);
-        let clients = self.shared.load().config.clients;
-        // Pingora's own wait between requests (60 s unless told): never
-        // shorter than ours, which `client_conn` enforces. Off stays off
-        // (the client asked to close, or the process is draining).
+        // Pingora's own wait between requests: none (0 is "no timeout"),
+        // since `client_conn` bounds it with keepalive_timeout and the head
+        // with request_header_timeout; Pingora's per-read timer would cost
+        // a timer registration per read and restart at every byte. Off stays
+        // off (the client asked to close, or the process is draining).
         if session.as_downstream().get_keepalive().is_some() {
-            let d = clients.keepalive_timeout;
-            session.set_keepalive(Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)));
+            session.set_keepalive(Some(0));
         }
         // RFC 9112 §9.3.2: a server may answer pipelined requests in order.
         // Without this Pingora serves the first and drops the rest.
