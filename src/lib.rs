@@ -13,6 +13,8 @@ pub mod echo;
 pub mod errors;
 pub mod filters;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod gateway;
 pub mod grpc;
 pub mod h2_flood;
