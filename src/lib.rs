@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod observe;
 pub mod proxy;
 pub mod reload;
+mod request_framing;
 pub mod request_id;
 pub mod router;
 pub mod stats;

@@ -132,6 +132,13 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
+        if let Err(why) = crate::request_framing::check(req) {
+            log::debug!("refused: {}", why.reason());
+            session.set_keepalive(None);
+            self.send_error(session, GatewayError::Malformed, ctx)
+                .await?;
+            return Ok(true);
+        }
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
