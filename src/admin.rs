@@ -241,7 +241,11 @@ impl ServeHttp for AdminApp {
                 "text/plain; version=0.0.4",
                 self.shared
                     .metrics
-                    .render(&self.shared.load(), self.shared.now_nanos()),
+                    .render(
+                        &self.shared.load(),
+                        self.shared.now_nanos(),
+                        self.shared.clients.open(),
+                    ),
             ),
             "/reload" if method != http::Method::POST => reply(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -12,10 +12,10 @@ use pingora_core::services::listening::Service as ListeningService;
 
 use crate::access_log::{AccessLog, AccessLogService};
 use crate::admin::AdminApp;
+use crate::client_conn::{self, ClientGuard};
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::Shared;
-use crate::h2_flood::FloodGuard;
 use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, SweepLimits};
 use crate::listen;
 use crate::proxy::Proxy;
@@ -108,6 +108,16 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
 
     let grace = server.configuration.grace_period_seconds.unwrap_or(300);
     let h2_max_streams = shared.load().config.h2_max_streams;
+    let nofile = client_conn::nofile::raise_limit();
+    let default_max_connections = client_conn::nofile::default_max_connections(nofile);
+    if let (Some(n), Some(max)) = (nofile, shared.load().config.clients.max_connections) {
+        if u64::from(max) * 2 > n {
+            log::warn!(
+                "max_connections {max} with a file descriptor limit of {n}: \
+                 descriptors may run out before the cap is reached"
+            );
+        }
+    }
     // Pingora turns h2c on per application, not per listener: listeners that
     // accept h2c get their own service, the others keep plain HTTP/1.1.
     for h2c in [false, true] {
@@ -126,9 +136,11 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         let mut proxy = ListeningService::new(
             name.to_string(),
             DeferredCleanup {
-                inner: Arc::new(FloodGuard {
+                inner: Arc::new(ClientGuard {
                     inner: Arc::new(app),
+                    shared: shared.clone(),
                     h2c,
+                    default_max_connections,
                 }),
                 delay: std::time::Duration::from_secs(grace.min(1)),
             },

@@ -167,6 +167,8 @@ pub struct Shared {
     pub access_log: Option<AccessLog>,
     /// The last good answer for each backend name.
     pub dns: DnsTable,
+    /// Open client connections, for `max_connections(_per_ip)`.
+    pub clients: Arc<crate::client_conn::ConnCounts>,
     /// Reloads and DNS refreshes each rebuild the gateway from the live one:
     /// one at a time, or one would undo the other.
     rebuild: Mutex<()>,
@@ -182,6 +184,7 @@ impl Shared {
         Arc::new(Shared {
             current: ArcSwap::from_pointee(Gateway::rebuild(config, None, 0, &metrics, &table)),
             draining: AtomicBool::new(false),
+            clients: Arc::default(),
             metrics,
             clock: MonotonicClock::new(),
             access_log,

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod admission;
 pub mod cli;
+pub mod client_conn;
 pub mod config;
 pub mod echo;
 pub mod errors;

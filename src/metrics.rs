@@ -98,6 +98,8 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     pub access_log_dropped: IntCounter,
     store_errors: IntCounterVec,
+    client_refused: IntCounterVec,
+    client_timeouts: IntCounterVec,
     store_fallback: IntCounterVec,
     store_duration: Histogram,
     /// Per route name, kept across reloads like the Prometheus children.
@@ -186,6 +188,18 @@ impl Metrics {
                 &["result"],
             ),
             access_log_dropped,
+            client_refused: counter(
+                &r,
+                "sluice_client_connections_refused_total",
+                "Client connections closed on arrival, by the cap they hit: max_connections or max_connections_per_ip.",
+                &["reason"],
+            ),
+            client_timeouts: counter(
+                &r,
+                "sluice_client_timeouts_total",
+                "HTTP/1 client connections closed by a deadline: request_header (answered 408) or idle (nothing sent within request_header_timeout or keepalive_timeout).",
+                &["kind"],
+            ),
             store_errors: counter(
                 &r,
                 "sluice_ratelimit_store_errors_total",
@@ -210,6 +224,19 @@ impl Metrics {
             timeouts: self.store_errors.with_label_values(&["timeout"]),
             errors: self.store_errors.with_label_values(&["error"]),
             duration: self.store_duration.clone(),
+        }
+    }
+
+    /// Counts a client connection refused on arrival.
+    pub fn connection_refused(&self, reason: &str) {
+        self.client_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The counters a client connection's deadlines count in.
+    pub fn client_timeouts(&self) -> crate::client_conn::TimeoutCounters {
+        crate::client_conn::TimeoutCounters {
+            request_header: self.client_timeouts.with_label_values(&["request_header"]),
+            idle: self.client_timeouts.with_label_values(&["idle"]),
         }
     }
 
@@ -261,9 +288,16 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, gw: &Gateway, now: u64) -> Vec<u8> {
+    pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(crate::live_gauges::families(gw, now));
+        let open = prometheus::IntGauge::new(
+            "sluice_client_connections",
+            "Client connections open now (what max_connections caps).",
+        )
+        .expect("static metric definition");
+        open.set(i64::from(open_connections));
+        families.extend(prometheus::core::Collector::collect(&open));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

@@ -41,6 +41,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         None => Some(DEFAULT_H2_MAX_STREAMS),
         Some(n) => n.uint(errs, 1, u32::MAX as u64).map(|v| v as u32),
     };
+    let clients = super::clients::validate(top, &root, errs);
     let access_log = field("access_log").and_then(|n| access_log(&n, errs));
     let upstreams = field("upstreams")
         .map(|n| super::upstreams::validate(&n, errs))
@@ -120,6 +121,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         trusted_proxies,
         max_request_header_size: max_request_header_size? as usize,
         h2_max_streams: h2_max_streams?,
+        clients: clients?,
         upstreams,
         limits,
         filters,

@@ -8,6 +8,7 @@
 //! handed to Pingora's own `ServerConf` parser and `validate()`.
 
 mod admin;
+mod clients;
 mod gateway;
 mod health_check;
 mod limits;
@@ -32,6 +33,10 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "trusted_proxies",
     "max_request_header_size",
     "h2_max_streams",
+    "request_header_timeout",
+    "keepalive_timeout",
+    "max_connections",
+    "max_connections_per_ip",
     "upstreams",
     "limits",
     "routes",

@@ -24,6 +24,8 @@ pub struct Config {
     pub max_request_header_size: usize,
     /// Concurrent streams one HTTP/2 client connection may open.
     pub h2_max_streams: u32,
+    /// What one client connection may hold: deadlines and connection caps.
+    pub clients: ClientLimits,
     pub upstreams: BTreeMap<String, UpstreamSpec>,
     pub limits: BTreeMap<String, LimitSpec>,
     /// Filter instances by the name routes use.
@@ -34,6 +36,21 @@ pub struct Config {
     pub redis: Option<RedisSpec>,
     /// DNS servers for backend names (`resolver:`); empty: the system's.
     pub resolver: Vec<SocketAddr>,
+}
+
+/// Bounds on client connections (the top-level keys of `config::clients`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A request head must be complete this long after its first byte (the
+    /// first request: after the connection opened); 408 past it.
+    pub request_header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive_timeout: Duration,
+    /// Open client connections the process accepts; `None`: derived from
+    /// the file-descriptor limit at start.
+    pub max_connections: Option<u32>,
+    /// Open connections one client IP may hold; `None`: no cap.
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// The admin listener: `admin: ADDR` or `{ address, token_file, insecure }`.

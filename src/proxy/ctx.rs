@@ -34,6 +34,9 @@ pub struct RequestCtx {
     pub(super) gateway: Option<Arc<Gateway>>,
     pub(super) route: Option<usize>,
     pub(super) filter_ctx: Option<FilterContext>,
+    /// How many of the route's filters ran their request hook: their
+    /// response hooks run, in reverse, on whatever answers the request.
+    pub(super) filters_ran: usize,
     pub(super) request_id: RequestId,
     pub(super) peer_ip: Option<IpAddr>,
     pub(super) client_ip: Option<IpAddr>,
@@ -106,6 +109,7 @@ impl RequestCtx {
             gateway: None,
             route: None,
             filter_ctx: None,
+            filters_ran: 0,
             request_id: RequestId::none(),
             peer_ip: None,
             client_ip: None,

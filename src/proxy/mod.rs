@@ -3,16 +3,15 @@
 //! calls one module, and records the outcome in the request context; no
 //! policy is decided here.
 
+mod answer;
 mod ctx;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::header;
 use pingora_core::modules::http::HttpModules;
-use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -42,62 +41,6 @@ impl Proxy {
     pub fn new(shared: Arc<Shared>) -> Self {
         Proxy { shared }
     }
-
-    /// Writes a response the gateway made itself.
-    async fn send(&self, session: &mut Session, header: ResponseHeader, body: Bytes) -> Result<()> {
-        if self.shared.is_draining() {
-            session.set_keepalive(None);
-        }
-        session
-            .write_response_header(Box::new(header), false)
-            .await?;
-        session.write_response_body(Some(body), true).await
-    }
-
-    /// Writes a gateway-made refusal: as built, or to a gRPC call as a
-    /// trailers-only gRPC error carrying the same fields.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        grpc: bool,
-        (mut header, body): (ResponseHeader, Bytes),
-        message: &str,
-    ) -> Result<()> {
-        if !grpc {
-            return self.send(session, header, body).await;
-        }
-        if self.shared.is_draining() {
-            session.set_keepalive(None);
-        }
-        if session.response_written().is_some() {
-            // The backend failed mid-call: the status goes in the trailers.
-            let trailers = grpc::trailers(header.status.as_u16(), message);
-            return session
-                .as_mut()
-                .response_duplex_vec(vec![HttpTask::Trailer(Some(Box::new(trailers)))])
-                .await
-                .map(|_| ());
-        }
-        grpc::to_trailers_only(&mut header, message);
-        // One HEADERS frame with END_STREAM: Pingora's `write_response_header`
-        // drops its end flag, and a gRPC client reads a status that arrives
-        // before an empty DATA frame as headers without trailers.
-        session
-            .as_mut()
-            .response_duplex_vec(vec![HttpTask::Header(Box::new(header), true)])
-            .await
-            .map(|_| ())
-    }
-
-    async fn send_error(
-        &self,
-        session: &mut Session,
-        err: GatewayError,
-        ctx: &RequestCtx,
-    ) -> Result<()> {
-        let reply = errors::response(err.status(), err.message(), ctx.request_id.as_str());
-        self.refuse(session, ctx.grpc, reply, err.message()).await
-    }
 }
 
 #[async_trait]
@@ -112,6 +55,26 @@ impl ProxyHttp for Proxy {
     /// (disabled) compression module, which costs an allocation and a
     /// filter call per request.
     fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        crate::client_conn::request_started(session);
+        let clients = self.shared.load().config.clients;
+        // Pingora's own wait between requests (60 s unless told): never
+        // shorter than ours, which `client_conn` enforces. Off stays off
+        // (the client asked to close, or the process is draining).
+        if session.as_downstream().get_keepalive().is_some() {
+            let d = clients.keepalive_timeout;
+            session.set_keepalive(Some(d.as_secs() + u64::from(d.subsec_nanos() > 0)));
+        }
+        // RFC 9112 §9.3.2: a server may answer pipelined requests in order.
+        // Without this Pingora serves the first and drops the rest.
+        session.as_downstream_mut().set_pipelining_enabled(true);
+        Ok(())
+    }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = self.shared.now_nanos();
@@ -167,7 +130,7 @@ impl ProxyHttp for Proxy {
                 route: route.name.clone(),
                 vars: Default::default(),
             };
-            for filter in &route.filters {
+            for (i, filter) in route.filters.iter().enumerate() {
                 if let Flow::Respond(reply) =
                     filter.on_request(session.req_header_mut(), &mut fctx).await
                 {
@@ -177,10 +140,15 @@ impl ProxyHttp for Proxy {
                         header.insert_header(n, v)?;
                     }
                     header.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
-                    self.send(session, header, reply.body).await?;
+                    // The filters before this one see its reply on the way out.
+                    ctx.filters_ran = i;
+                    ctx.filter_ctx = Some(fctx);
+                    self.answer(session, ctx, (header, reply.body), "refused by a filter")
+                        .await?;
                     return Ok(true);
                 }
             }
+            ctx.filters_ran = route.filters.len();
             ctx.filter_ctx = Some(fctx);
         }
 
@@ -203,7 +171,7 @@ impl ProxyHttp for Proxy {
                     ctx.request_id.as_str(),
                 );
                 let message = format!("rate limited by {name}");
-                self.refuse(session, ctx.grpc, reply, &message).await?;
+                self.answer(session, ctx, reply, &message).await?;
                 return Ok(true);
             }
             ctx.limits = LimitState::Admitted(verdict);
@@ -422,8 +390,8 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(None);
             let err = GatewayError::from_status(code);
             let reply = errors::response(code, err.message(), ctx.request_id.as_str());
-            if let Err(write_err) = self.refuse(session, ctx.grpc, reply, err.message()).await {
-                log::debug!("could not send error response: {write_err}");
+            if let Err(write_err) = self.answer(session, ctx, reply, err.message()).await {
+                log::debug!("no error response sent: {write_err}");
             }
         }
         FailToProxy {
@@ -438,6 +406,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::client_conn::request_done(session);
         let now = self.shared.now_nanos();
         let settled = ctx.attempt.finish(e, now);
         ctx.settle(settled, now);
