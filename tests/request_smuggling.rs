@@ -194,6 +194,24 @@ fn cases() -> Vec<Case> {
             RefusedInBody,
         ),
         case(
+            "chunk_lines_ending_in_bare_lf",
+            "RFC 9112 §7.1: chunk lines end in CRLF (Pingora refuses a bare LF there)",
+            &format!("POST {{p}} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n{s}"),
+            RefusedInBody,
+        ),
+        case(
+            "chunk_extension",
+            "RFC 9112 §7.1.1: extensions are the gateway's to drop",
+            "POST {p} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\"\r\nhello\r\n0;z\r\n\r\n",
+            Forwarded { body: b"hello", open: true },
+        ),
+        case(
+            "trailer_fields",
+            "RFC 9112 §7.1.2: the trailer ends at its empty line, not before",
+            "POST {p} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+            Forwarded { body: b"hello", open: true },
+        ),
+        case(
             "whitespace_before_colon",
             "RFC 9112 §5.1: no whitespace between name and colon, 400",
             &format!("POST {{p}} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\nhello{s}"),
