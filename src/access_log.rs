@@ -3,11 +3,15 @@
 //!
 //! The request path only formats the line and `try_send`s it into a bounded
 //! queue; when the queue is full the line is dropped and counted in
-//! `sluice_access_log_dropped_total` rather than making requests wait.
+//! `sluice_access_log_dropped_total` rather than making requests wait. The
+//! queue is bounded in bytes as well as lines: a line holds the request's
+//! path, which may be as long as the request head, so a count of lines
+//! alone would let a stalled disk hold gigabytes.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
@@ -17,6 +21,8 @@ use serde::Serialize;
 use crate::config::{AccessLogFormat, AccessLogSpec};
 
 const QUEUE: usize = 64 * 1024;
+/// Bytes of queued lines, at most.
+const QUEUE_BYTES: usize = 16 << 20;
 
 /// What one access log line records.
 #[derive(Serialize)]
@@ -43,6 +49,8 @@ pub struct AccessLog {
     format: AccessLogFormat,
     tx: SyncSender<String>,
     rx: Mutex<Option<Receiver<String>>>,
+    /// Bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
     spec: AccessLogSpec,
 }
 
@@ -53,6 +61,7 @@ impl AccessLog {
             format: spec.format,
             tx,
             rx: Mutex::new(Some(rx)),
+            queued: Arc::default(),
             spec,
         }
     }
@@ -82,9 +91,21 @@ impl AccessLog {
                 entry.attempts
             ),
         };
+        let len = line.len();
+        let reserved = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |q| {
+                (q + len <= QUEUE_BYTES).then_some(q + len)
+            });
+        if reserved.is_err() {
+            return false;
+        }
         match self.tx.try_send(line) {
             Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                false
+            }
         }
     }
 
@@ -120,14 +141,20 @@ impl BackgroundService for AccessLogService {
                 return;
             }
         };
+        let queued = log.queued.clone();
+        let written = move |line: &str| {
+            queued.fetch_sub(line.len(), Ordering::AcqRel);
+        };
         let spawned = std::thread::Builder::new()
             .name("sluice-access-log".into())
             .spawn(move || {
                 // Block for one line, then drain what is queued before flushing.
                 while let Ok(line) = rx.recv() {
                     let _ = writeln!(out, "{line}");
+                    written(&line);
                     while let Ok(line) = rx.try_recv() {
                         let _ = writeln!(out, "{line}");
+                        written(&line);
                     }
                     let _ = out.flush();
                 }
@@ -135,5 +162,42 @@ impl BackgroundService for AccessLogService {
         if let Err(e) = spawned {
             log::error!("cannot start the access log writer: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> Entry<'_> {
+        Entry {
+            ts: 0.0,
+            request_id: "r",
+            client_ip: "-".into(),
+            method: "GET",
+            path,
+            protocol: "HTTP/1.1",
+            status: 200,
+            duration_ms: 0.0,
+            route: "",
+            upstream: "",
+            backend: "-".into(),
+            limit: "-",
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_holds_at_most_the_byte_budget() {
+        let log = AccessLog::new(AccessLogSpec {
+            path: "-".into(),
+            format: AccessLogFormat::Text,
+        });
+        let long = "/".repeat(1 << 20);
+        let kept = (0..100).filter(|_| log.record(&entry(&long))).count();
+        assert!((15..=16).contains(&kept), "{kept} lines of 1 MiB queued");
+        assert!(log.queued.load(Ordering::Relaxed) <= QUEUE_BYTES);
+        // Full: the next long line is dropped, not queued.
+        assert!(!log.record(&entry(&long)));
     }
 }

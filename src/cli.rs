@@ -145,6 +145,10 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
                 delay: std::time::Duration::from_secs(grace.min(1)),
             },
         );
+        proxy.set_connection_filter(Arc::new(client_conn::AcceptFilter {
+            shared: shared.clone(),
+            default_max_connections,
+        }));
         for l in mine {
             match &l.tls {
                 None => proxy.add_tcp(&l.address),

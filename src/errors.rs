@@ -117,6 +117,10 @@ pub fn response(status: u16, message: &str, request_id: &str) -> (ResponseHeader
     let body = json_body(message, request_id);
     // Building a header from a valid status and static names cannot fail;
     // fall back to a bare header rather than panic if it ever did.
+    #[allow(
+        clippy::expect_used,
+        reason = "500 is a valid status: building its header cannot fail"
+    )]
     let mut header = ResponseHeader::build(status, Some(4))
         .unwrap_or_else(|_| ResponseHeader::build_no_case(500, None).expect("500 is valid"));
     let _ = header.insert_header("content-type", "application/json");

@@ -3,10 +3,12 @@
 //! A request flows one way: [`router`] → [`filters`] → [`limits`] →
 //! [`upstream`] selection → Pingora → response filters. [`proxy`] is the thin
 //! `ProxyHttp` glue; everything it calls is testable without sockets.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_log;
 pub mod admin;
 pub mod admission;
+pub mod body_limit;
 pub mod cli;
 pub mod client_conn;
 pub mod config;
@@ -27,6 +29,7 @@ pub mod listen;
 mod live_gauges;
 pub mod metrics;
 pub mod observe;
+pub mod path_normalize;
 pub mod proxy;
 pub mod reload;
 mod request_framing;

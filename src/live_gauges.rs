@@ -15,11 +15,19 @@ use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
 use crate::gateway::Gateway;
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
 /// The families for `gw` at `now` (limiter clock).
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 pub fn families(gw: &Gateway, now: u64) -> Vec<MetricFamily> {
     let healthy = int_gauge(
         "sluice_upstream_backend_healthy",

@@ -106,6 +106,10 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
     registry
@@ -123,6 +127,10 @@ impl Default for Metrics {
 impl Metrics {
     /// The definitions are static, so building them cannot fail at run time;
     /// the `expect`s guard only against a programming error caught by tests.
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+    )]
     pub fn new() -> Metrics {
         let r = Registry::new();
         let duration = HistogramVec::new(
@@ -288,6 +296,10 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    #[allow(
+        clippy::expect_used,
+        reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+    )]
     pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
         let mut families = self.registry.gather();
         families.extend(crate::live_gauges::families(gw, now));
@@ -330,6 +342,10 @@ fn route_metrics(
     }
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
+)]
 fn store_duration(r: &Registry) -> Histogram {
     let h = Histogram::with_opts(
         HistogramOpts::new(

@@ -168,6 +168,8 @@ mod tests {
             path_prefix: prefix.into(),
             methods: methods.map(|ms| ms.iter().map(|m| m.parse().unwrap()).collect()),
             strip_prefix: false,
+            normalize_path: true,
+            max_body: None,
             upstream: "u".into(),
             limits: vec![],
             filters: vec![],

@@ -182,3 +182,39 @@ async fn gateway_answers_carry_the_routes_response_headers_and_ratelimit_fields(
     assert_eq!(r.headers()[hsts], "max-age=63072000");
     assert_eq!(r.headers()["x-tenant-checked"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_stream_cut_mid_body_is_reset_not_completed() {
+    let body: Vec<u8> = vec![b'z'; 100];
+    let sized = dying_backend(
+        "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nContent-Type: text/plain\r\n\r\n",
+        body,
+    )
+    .await;
+    let gw = Gateway::start_with_listen(
+        &format!("upstreams:\n  up:\n    backends: [{sized}]\n    retries: 0\nroutes:\n  - upstream: up\n"),
+        Some("listen:\n  - { address: 127.0.0.1:{port}, h2c: true }\n".to_string()),
+    )
+    .await;
+    let url = gw.url("/x");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--http2-prior-knowledge", &url])
+            .output()
+            .expect("curl (scripts/setup.sh installs it)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "curl must see the stream fail, not end: {stderr}"
+    );
+    assert!(
+        !stdout.contains("request_id"),
+        "gateway JSON spliced into the body: {stdout:?}"
+    );
+    // Whatever of the 100 bytes the reset overtook is all there is.
+    assert!(stdout.bytes().all(|b| b == b'z'), "{stdout:?} / {stderr}");
+}

@@ -302,3 +302,55 @@ async fn connection_caps_refuse_past_them_per_ip_and_in_total() {
     drop(held);
     assert!(gw.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_past_the_cap_is_refused_before_its_handshake() {
+    // The gateway inherits a soft descriptor limit below the hard one.
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if hard > 2048 {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, 2048, hard).unwrap();
+    }
+    let (up, _) = echo("up").await;
+    let tls = common::tls_listener(&["localhost"]);
+    let gw = Gateway::start_with_listen(
+        &config(up, "max_connections_per_ip: 1\n"),
+        Some(tls.listen.clone()),
+    )
+    .await;
+    // The soft descriptor limit was raised to the hard one at start.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", gw.pid())).unwrap();
+    let files: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(files[3], files[4], "soft = hard: {files:?}");
+    let connector =
+        tokio_rustls::TlsConnector::from(common::tls_client_config(&tls.cert, b"http/1.1"));
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let mut held = connector.connect(name.clone(), tcp).await.unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    held.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200");
+
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .expect("refused at once, not left hanging");
+    assert!(
+        second.is_err(),
+        "the handshake of a connection past the cap fails"
+    );
+    assert!(
+        gw.metric("sluice_client_connections_refused_total{reason=\"max_connections_per_ip\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    drop(held);
+}

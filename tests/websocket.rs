@@ -256,3 +256,19 @@ async fn a_websocket_survives_an_upgrade_until_the_grace_period_ends() {
         "the old process did not exit after its grace period"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_body_does_not_count_the_upgraded_connection() {
+    let backend = ws_echo().await;
+    // 200 KB of messages cross a 1 KiB body limit many times over: they are
+    // not a request body.
+    let gw = Gateway::start(&format!("max_body: 1KiB\n{}", sections(backend))).await;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{}/ws", gw.port), tcp)
+        .await
+        .expect("websocket handshake through the gateway");
+    assert_eq!(resp.status(), 101);
+    echoes(ws).await;
+}

@@ -1,6 +1,7 @@
 //! A demo backend: `sluice-echo 127.0.0.1:9001 [NAME [DELAY_MS]]`. See
 //! `sluice::echo`. `DELAY_MS` makes every answer that much slower, for
 //! benchmarks of load-aware balancing.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;

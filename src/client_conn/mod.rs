@@ -20,12 +20,13 @@ mod delegate;
 pub mod nofile;
 mod stream;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
+use pingora_core::listeners::ConnectionFilter;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::Session;
@@ -126,6 +127,45 @@ where
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+/// The caps checked at accept, before a TLS handshake is spent on a
+/// connection that would be refused after it.
+pub struct AcceptFilter {
+    pub shared: Arc<Shared>,
+    pub default_max_connections: u32,
+}
+
+impl std::fmt::Debug for AcceptFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptFilter").finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl ConnectionFilter for AcceptFilter {
+    async fn should_accept(&self, addr: Option<&SocketAddr>) -> bool {
+        // A Unix socket has no address: its connections count in the total.
+        let Some(addr) = addr else {
+            return true;
+        };
+        let limits = self.shared.load().config.clients;
+        let max = limits
+            .max_connections
+            .unwrap_or(self.default_max_connections);
+        match self
+            .shared
+            .clients
+            .would_refuse(addr.ip(), max, limits.max_connections_per_ip)
+        {
+            None => true,
+            Some(why) => {
+                self.shared.metrics.connection_refused(why.label());
+                log_refusal(why, Some(addr.ip()));
+                false
+            }
+        }
     }
 }
 

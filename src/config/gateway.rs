@@ -37,6 +37,9 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         None => Some(DEFAULT_MAX_REQUEST_HEADER_SIZE),
         Some(n) => n.uint(errs, 1024, MAX_REQUEST_HEADER_SIZE),
     };
+    let max_body = field("max_body")
+        .and_then(|n| super::routes::max_body(&n, errs))
+        .flatten();
     let h2_max_streams = match field("h2_max_streams") {
         None => Some(DEFAULT_H2_MAX_STREAMS),
         Some(n) => n.uint(errs, 1, u32::MAX as u64).map(|v| v as u32),
@@ -55,7 +58,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         .map(|n| declared_filters(&n, registry, errs))
         .unwrap_or_default();
     let routes = match field("routes") {
-        Some(n) => super::routes::validate(&n, errs),
+        Some(n) => super::routes::validate(&n, max_body, errs),
         None => {
             errs.push("routes", "at least one route is required");
             Vec::new()
@@ -120,6 +123,7 @@ pub fn validate(top: &Mapping, registry: &Registry, errs: &mut Errors) -> Option
         admin,
         trusted_proxies,
         max_request_header_size: max_request_header_size? as usize,
+        max_body,
         h2_max_streams: h2_max_streams?,
         clients: clients?,
         upstreams,

@@ -32,6 +32,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "admin",
     "trusted_proxies",
     "max_request_header_size",
+    "max_body",
     "h2_max_streams",
     "request_header_timeout",
     "keepalive_timeout",
@@ -134,6 +135,8 @@ fn server_conf(top: &serde_yaml::Mapping, errs: &mut Errors) -> Option<ServerCon
     }
 }
 
+#[cfg(test)]
+mod body_path_tests;
 #[cfg(test)]
 mod discovery_tests;
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Largest request line and header fields accepted, in bytes (431 past it).
     pub max_request_header_size: usize,
+    /// The top-level `max_body`: the default for routes that set none.
+    pub max_body: Option<u64>,
     /// Concurrent streams one HTTP/2 client connection may open.
     pub h2_max_streams: u32,
     /// What one client connection may hold: deadlines and connection caps.
@@ -227,6 +229,12 @@ pub struct RouteSpec {
     pub path_prefix: String,
     pub methods: Option<Vec<Method>>,
     pub strip_prefix: bool,
+    /// Forward the path normalised (the default), or as the client sent it
+    /// (routing, limits and filters always read the normalised path).
+    pub normalize_path: bool,
+    /// Largest request body in bytes (413 past it): the route's own
+    /// `max_body`, else the top-level one; `None`: unlimited.
+    pub max_body: Option<u64>,
     pub upstream: String,
     pub limits: Vec<String>,
     pub filters: Vec<String>,

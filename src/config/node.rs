@@ -15,6 +15,10 @@ use serde_yaml::{Mapping, Value};
 /// The longest duration any key accepts.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
 
+/// The largest size any key accepts: 1 TiB. Past it a value is a typo (a
+/// unit too many), and byte counts stay far from overflowing a `u64`.
+pub const MAX_SIZE: u64 = 1 << 40;
+
 /// One problem in a config file, located by its key path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -262,6 +266,42 @@ impl<'a> Node<'a> {
                 errs.push(
                     &self.path,
                     format!("`{text}` is not a duration ({e}); write e.g. `500ms`, `1s`, `2m`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A size in bytes, written `512`, `64KiB`, `10MiB` (`KB`, `MB`: powers of
+    /// 1000), at most [`MAX_SIZE`]. A bare `k`/`m`/`g` is refused as
+    /// ambiguous: nginx reads `10m` as MiB, most size parsers as MB.
+    pub fn size(&self, errs: &mut Errors) -> Option<u64> {
+        let text = match self.value {
+            Value::Number(_) => return self.uint(errs, 0, MAX_SIZE),
+            Value::String(s) => s.trim(),
+            _ => {
+                self.wrong(errs, "a size such as `64KiB`");
+                return None;
+            }
+        };
+        let unit = text.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
+        if unit.len() == 1 && !unit.eq_ignore_ascii_case("b") {
+            errs.push(
+                &self.path,
+                format!("`{text}` is ambiguous: write `{text}iB` (1024-based) or `{text}B` (1000-based)"),
+            );
+            return None;
+        }
+        match parse_size::parse_size(text) {
+            Ok(v) if v > MAX_SIZE => {
+                errs.push(&self.path, "must be at most 1TiB");
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                errs.push(
+                    &self.path,
+                    format!("`{text}` is not a size ({e}); write e.g. `512`, `64KiB`, `10MiB`"),
                 );
                 None
             }

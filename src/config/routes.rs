@@ -16,9 +16,21 @@ const ROUTE_KEYS: &[&str] = &[
     "upstream",
     "limits",
     "filters",
+    "normalize_path",
+    "max_body",
 ];
 
-pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
+/// `max_body:` at the top level or on a route: a size, or `off` for no limit.
+/// `None`: not written, or wrong (and reported).
+pub(super) fn max_body(node: &Node, errs: &mut Errors) -> Option<Option<u64>> {
+    if node.value.as_str() == Some("off") {
+        return Some(None);
+    }
+    node.size(errs).map(Some)
+}
+
+/// `default_max_body` is the top-level `max_body`, for routes that set none.
+pub fn validate(node: &Node, default_max_body: Option<u64>, errs: &mut Errors) -> Vec<RouteSpec> {
     let mut out = Vec::new();
     let Some(items) = node.seq(errs) else {
         return out;
@@ -27,7 +39,7 @@ pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
     let mut seen = BTreeSet::new();
     for (i, item) in items.iter().enumerate() {
         let n = node.item(i, item);
-        let Some(route) = route(i, &n, errs) else {
+        let Some(route) = route(i, &n, default_max_body, errs) else {
             continue;
         };
         if !names.insert(route.name.clone()) {
@@ -53,7 +65,12 @@ pub fn validate(node: &Node, errs: &mut Errors) -> Vec<RouteSpec> {
     out
 }
 
-fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
+fn route(
+    i: usize,
+    n: &Node,
+    default_max_body: Option<u64>,
+    errs: &mut Errors,
+) -> Option<RouteSpec> {
     let m = n.mapping(errs, ROUTE_KEYS)?;
     let field = |k: &str| n.field(m, k);
     let name = match field("name") {
@@ -108,6 +125,13 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
         None => Some(false),
         Some(s) => s.bool(errs),
     };
+    let normalize_path = match field("normalize_path") {
+        None => Some(true),
+        Some(s) => s.bool(errs),
+    };
+    let max_body = field("max_body")
+        .and_then(|b| max_body(&b, errs))
+        .unwrap_or(default_max_body);
     let upstream = match field("upstream") {
         Some(u) => u.str(errs).map(String::from),
         None => {
@@ -136,6 +160,8 @@ fn route(i: usize, n: &Node, errs: &mut Errors) -> Option<RouteSpec> {
         path_prefix: path_prefix.unwrap_or_else(|| "/".into()),
         methods,
         strip_prefix: strip_prefix.unwrap_or(false),
+        normalize_path: normalize_path.unwrap_or(true),
+        max_body,
         upstream: upstream.unwrap_or_default(),
         limits,
         filters,

@@ -1,6 +1,8 @@
-//! The route table against a reference that states the matching rules
-//! directly (see the module doc of [`crate::router`]): for every request, the
-//! compiled table must pick the route the rules pick.
+//! Path normalisation, then the route table: the normal form is a fixed
+//! point with no dot or empty segment and no needless percent-encoding, and
+//! for the raw and the normal path alike the compiled table must pick the
+//! route a reference picks that states the matching rules directly (see the
+//! module doc of [`crate::router`]).
 //!
 //! Input: route lines `HOST PREFIX METHODS` (`-` for no host or no methods,
 //! methods comma-separated), a line `--`, then request lines
@@ -13,6 +15,7 @@ use http::Method;
 
 use super::lines;
 use crate::config::{HostMatch, RouteSpec};
+use crate::path_normalize::{normalize, PathError};
 use crate::router::{strip_prefix, Router};
 
 pub fn router(data: &[u8]) {
@@ -40,19 +43,84 @@ pub fn router(data: &[u8]) {
             continue;
         };
         let host = (host != "-").then_some(host);
-        let found = router.find(host, path, &method);
-        let expected = reference(&routes, host, path, &method);
-        assert_eq!(
-            found, expected,
-            "{host:?} {method} {path}: the table chose {found:?}, the rules {expected:?}"
-        );
-        if let Some(id) = found {
-            let prefix = &routes[id].path_prefix;
-            let stripped = strip_prefix(path, prefix);
-            assert!(stripped.starts_with('/'), "stripped to {stripped:?}");
-            assert!(stripped.ends_with(&path[prefix.len()..]));
+        route_matches_rules(&router, &routes, host, path, &method);
+        if let Some(clean) = normal_form(path) {
+            route_matches_rules(&router, &routes, host, &clean, &method);
         }
     }
+}
+
+fn route_matches_rules(
+    router: &Router,
+    routes: &[RouteSpec],
+    host: Option<&str>,
+    path: &str,
+    method: &Method,
+) {
+    let found = router.find(host, path, method);
+    let expected = reference(routes, host, path, method);
+    assert_eq!(
+        found, expected,
+        "{host:?} {method} {path}: the table chose {found:?}, the rules {expected:?}"
+    );
+    if let Some(id) = found {
+        let prefix = &routes[id].path_prefix;
+        let stripped = strip_prefix(path, prefix);
+        assert!(stripped.starts_with('/'), "stripped to {stripped:?}");
+        assert!(stripped.ends_with(&path[prefix.len()..]));
+    }
+}
+
+/// The path as the gateway routes it, checked to be in normal form; `None`
+/// when it is refused, which must be for a reason the path shows.
+fn normal_form(path: &str) -> Option<String> {
+    let clean = match normalize(path) {
+        Ok(clean) => clean,
+        Err(PathError::AboveRoot) => {
+            let lower = path.to_ascii_lowercase();
+            assert!(
+                lower.contains("..") || lower.contains("%2e"),
+                "{path:?} does not climb"
+            );
+            return None;
+        }
+        Err(e) => {
+            assert!(path.contains('%'), "{path:?} refused as {e:?}");
+            return None;
+        }
+    };
+    assert_eq!(
+        normalize(&clean).as_deref(),
+        Ok(&*clean),
+        "{path:?} normalised to {clean:?}, which normalises further"
+    );
+    if !path.starts_with('/') {
+        assert_eq!(clean, path, "a path without segments is left as it is");
+        return Some(clean.into_owned());
+    }
+    assert!(clean.starts_with('/'), "{path:?} normalised to {clean:?}");
+    let segments: Vec<&str> = clean[1..].split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        assert!(
+            (last || !seg.is_empty()) && *seg != "." && *seg != "..",
+            "{path:?} normalised to {clean:?}, which keeps a segment {seg:?}"
+        );
+        let bytes = seg.as_bytes();
+        for (at, _) in seg.match_indices('%') {
+            let Some(hex) = bytes.get(at + 1..at + 3) else {
+                panic!("{path:?} normalised to {clean:?}, which ends in a bare %");
+            };
+            let byte = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16);
+            assert!(
+                byte.is_ok_and(|b| !(b.is_ascii_alphanumeric() || b"-._~".contains(&b)))
+                    && !hex.iter().any(u8::is_ascii_lowercase),
+                "{path:?} normalised to {clean:?}, which keeps %{}",
+                String::from_utf8_lossy(hex)
+            );
+        }
+    }
+    Some(clean.into_owned())
 }
 
 /// A route as the config would hand it over: hosts lowercased, `*.` made a
@@ -85,6 +153,8 @@ fn route_line(line: &[u8], index: usize) -> Option<RouteSpec> {
         path_prefix: prefix.to_string(),
         methods,
         strip_prefix: false,
+        normalize_path: true,
+        max_body: None,
         upstream: "u".into(),
         limits: vec![],
         filters: vec![],

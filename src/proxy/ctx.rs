@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use crate::body_limit::BodyLimit;
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
+use crate::path_normalize::OriginalTarget;
 use crate::request_id::RequestId;
 use crate::upstream::{AttemptTracker, Settled};
 
@@ -53,6 +55,10 @@ pub struct RequestCtx {
     pub(super) started: u64,
     /// A gRPC call: the gateway's own answers are gRPC errors.
     pub(super) grpc: bool,
+    /// The target as the client sent it, when normalising changed its path.
+    pub(super) original_target: Option<OriginalTarget>,
+    /// The route's `max_body` and the body bytes read so far.
+    pub(super) body_limit: Option<BodyLimit>,
 }
 
 /// A request whose task ends early (a panic in a filter hook unwinds through
@@ -120,6 +126,8 @@ impl RequestCtx {
             limits: LimitState::None,
             started: 0,
             grpc: false,
+            original_target: None,
+            body_limit: None,
         }
     }
 

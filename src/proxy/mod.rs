@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::header;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -18,6 +19,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::admission;
+use crate::body_limit::{self, BodyLimit};
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
@@ -27,6 +29,7 @@ use crate::grpc;
 use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
+use crate::path_normalize;
 use crate::request_id::{RequestId, X_REQUEST_ID};
 use crate::upstream::{Failure, Pick};
 
@@ -102,6 +105,15 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
+        // Routing, `path` keys and the backend all read the normalised path.
+        match path_normalize::normalize_request(session.req_header_mut()) {
+            Ok(original) => ctx.original_target = original,
+            Err(e) => {
+                self.send_error(session, e.into(), ctx).await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -122,6 +134,16 @@ impl ProxyHttp for Proxy {
         ctx.route = Some(route_id);
         ctx.gateway = Some(gw.clone());
         let route = &gw.routes[route_id];
+        if let Some(max) = route.spec.max_body {
+            if body_limit::declared_over(&session.req_header().headers, max) {
+                // The body is left unread: the connection cannot be reused.
+                session.set_keepalive(None);
+                self.send_error(session, GatewayError::PayloadTooLarge, ctx)
+                    .await?;
+                return Ok(true);
+            }
+            ctx.body_limit = Some(BodyLimit::new(max));
+        }
 
         if !route.filters.is_empty() {
             let mut fctx = FilterContext {
@@ -177,6 +199,25 @@ impl ProxyHttp for Proxy {
             ctx.limits = LimitState::Admitted(verdict);
         }
         Ok(false)
+    }
+
+    /// Counts the body against the route's `max_body` (HTTP/1.1 and HTTP/2
+    /// bodies alike) and fails the request before the piece that would cross
+    /// it is forwarded. An upgraded connection's bytes are not a body.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(limit), Some(piece)) = (ctx.body_limit.as_mut(), body.as_ref()) {
+            if !session.was_upgraded() && limit.admit(piece.len()).is_err() {
+                session.set_keepalive(None);
+                return Err(body_limit::exceeded_error());
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -315,6 +356,9 @@ impl ProxyHttp for Proxy {
         let Some((gw, route)) = ctx.route() else {
             return Ok(());
         };
+        if let (false, Some(original)) = (route.spec.normalize_path, &ctx.original_target) {
+            original.restore(upstream_request)?;
+        }
         if route.spec.strip_prefix {
             let pq = upstream_request
                 .uri
@@ -401,8 +445,10 @@ impl ProxyHttp for Proxy {
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
-        // 503 for an ejected pool is an expected answer, not a proxy failure.
-        matches!(e.etype(), ErrorType::HTTPStatus(503))
+        // 503 for an ejected pool is an expected answer, not a proxy failure;
+        // a body past max_body is the client's doing, and one log line per
+        // such request would let any client fill the error log.
+        matches!(e.etype(), ErrorType::HTTPStatus(503 | 413))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -72,7 +72,7 @@ pub fn build(hc: &HealthCheckSpec, up: &UpstreamSpec) -> Box<dyn HealthCheck + S
             Box::new(check)
         }
         HealthKind::Grpc { service } => {
-            let mut peer = template.peer("0.0.0.0:1".parse().expect("a valid address"));
+            let mut peer = template.peer(std::net::SocketAddr::from(([0, 0, 0, 0], 1)));
             peer.options.connection_timeout = Some(hc.timeout);
             peer.options.total_connection_timeout = Some(hc.timeout);
             peer.options.read_timeout = Some(hc.timeout);
