@@ -6,6 +6,7 @@ use http::Method;
 
 use super::model::{HostMatch, RouteSpec};
 use super::node::{Errors, Node};
+use crate::path_normalize::{self, PathError};
 
 const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -129,6 +130,24 @@ fn route(
         None => Some(true),
         Some(s) => s.bool(errs),
     };
+    // Request paths are normalised before routing: a prefix that is not in
+    // normal form (`/api//`, `/a/./b`, `/%7Euser`) would never match.
+    if let (Some(p), Some(prefix), Some(true)) =
+        (field("path_prefix"), &path_prefix, normalize_path)
+    {
+        match path_normalize::normalize(prefix) {
+            Ok(clean) if clean != prefix.as_str() => errs.push(
+                p.path(),
+                format!(
+                    "request paths are normalised first, so this would never match: \
+                     write `{clean}` (or set normalize_path: false)"
+                ),
+            ),
+            Ok(_) => {}
+            Err(PathError::AboveRoot) => errs.push(p.path(), "climbs above the root"),
+            Err(_) => errs.push(p.path(), "a `%` must be followed by two hex digits"),
+        }
+    }
     let max_body = field("max_body")
         .and_then(|b| max_body(&b, errs))
         .unwrap_or(default_max_body);

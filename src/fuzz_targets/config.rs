@@ -1,11 +1,13 @@
 //! The YAML loader and validator, then the route table built from what it
 //! accepts: whatever the file says, loading returns a config or a non-empty
-//! list of errors, each with a message, and never panics.
+//! list of errors, each with a message, and never panics; and every route it
+//! accepts can be reached by some request.
 
 use http::Method;
 
 use crate::config::{self, HostMatch};
 use crate::filters::Registry;
+use crate::path_normalize::normalize;
 use crate::router::Router;
 
 pub fn config(data: &[u8]) {
@@ -29,6 +31,16 @@ pub fn config(data: &[u8]) {
     let routes = &loaded.gateway.routes;
     let router = Router::new(routes);
     for (id, route) in routes.iter().enumerate() {
+        // Requests are routed by their normal path, so only a prefix in
+        // normal form can ever match one.
+        if route.normalize_path {
+            assert_eq!(
+                normalize(&route.path_prefix).as_deref(),
+                Ok(route.path_prefix.as_str()),
+                "route {id} ({}) has a prefix no normalised path starts with",
+                route.name
+            );
+        }
         let host = match &route.host {
             None => None,
             Some(HostMatch::Exact(h)) => Some(h.clone()),
