@@ -3,8 +3,9 @@
 # with `--sanitizer none`, which needs no `-Z` flag).
 #
 #   scripts/fuzz.sh TARGET SECONDS   fuzz TARGET for SECONDS from its committed seeds
-#   scripts/fuzz.sh TARGET merge     add the inputs of past sessions that reach code
-#                                    the committed seeds do not to fuzz/corpus/TARGET
+#   scripts/fuzz.sh TARGET merge     add to fuzz/corpus/TARGET the smallest inputs of
+#                                    past sessions that reach code the seeds do not,
+#                                    up to SLUICE_FUZZ_MERGE_BYTES (32 KiB) of them
 #   scripts/fuzz.sh list             the targets
 #
 # Targets are the functions of src/fuzz_targets/ (config, router, keys,
@@ -45,10 +46,26 @@ mkdir -p "$work" "fuzz/artifacts/$target"
 run() { cargo fuzz run --sanitizer none "$target" "$@"; }
 
 if [ "$2" = merge ]; then
-    # Keeps only inputs that add coverage to the seeds; the seed set stays small.
-    before=$(ls "$seeds" | wc -l)
-    run "$seeds" "$work" -- -merge=1 2>&1 | tail -n 3
-    echo "fuzz: $seeds: $before -> $(ls "$seeds" | wc -l) files, $(cat "$seeds"/* | wc -c) bytes"
+    # libFuzzer's merge keeps a minimal set of inputs covering everything the
+    # seeds and the sessions reached, smallest first; of those, the new ones
+    # join the seeds, smallest first, within a byte budget, so the committed
+    # corpus stays small.
+    budget=${SLUICE_FUZZ_MERGE_BYTES:-32768}
+    minimal=$(mktemp -d)
+    trap 'rm -rf "$minimal"' EXIT
+    run "$minimal" "$seeds" "$work" -- -merge=1 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new' || true
+    known=$(cat "$seeds"/* /dev/null | wc -c)
+    for f in "$seeds"/*; do sha1sum < "$f"; done | cut -d' ' -f1 | sort > "$minimal.seeds"
+    added=0 used=0
+    while read -r size file; do
+        name=$(basename "$file")
+        grep -qx "$name" "$minimal.seeds" && continue
+        [ $((used + size)) -le "$budget" ] || break
+        cp "$file" "$seeds/$name"
+        added=$((added + 1)) used=$((used + size))
+    done < <(find "$minimal" -type f -printf '%s %p\n' | sort -n)
+    rm -f "$minimal.seeds"
+    echo "fuzz: $seeds: $added inputs added ($used bytes; it held $known), $(ls "$seeds" | wc -l) files now"
     exit 0
 fi
 
