@@ -80,17 +80,22 @@ fn route(
     };
     let host = field("host").and_then(|h| {
         let s = h.str(errs)?.to_ascii_lowercase();
+        // A request's host is matched without its port or trailing dot.
+        let s = s.strip_suffix('.').unwrap_or(&s);
         if let Some(suffix) = s.strip_prefix("*.") {
-            if suffix.is_empty() || suffix.contains('*') {
+            if !is_host_name(suffix) {
                 errs.push(h.path(), "a wildcard host looks like `*.example.com`");
                 return None;
             }
             Some(HostMatch::Wildcard(format!(".{suffix}")))
-        } else if s.contains('*') || s.is_empty() || s.contains('/') {
-            errs.push(h.path(), "expected a host name, or `*.example.com`");
-            None
+        } else if is_host_name(s) || is_ipv6_literal(s) {
+            Some(HostMatch::Exact(s.to_string()))
         } else {
-            Some(HostMatch::Exact(s))
+            errs.push(
+                h.path(),
+                "expected a host name without a port (`api.example.com`, `[::1]`), or `*.example.com`",
+            );
+            None
         }
     });
     let path_prefix = match field("path_prefix") {
@@ -185,4 +190,24 @@ fn route(
         limits,
         filters,
     })
+}
+
+/// Letters, digits, `-`, `_` and dots between labels: what a request's host
+/// can be once its port and trailing dot are dropped. Anything else (a port,
+/// a space, a `*` inside) could never equal one, and the route would be dead.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `[::1]`: how an IPv6 address is written as a host (RFC 3986 §3.2.2).
+fn is_ipv6_literal(s: &str) -> bool {
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
 }
