@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh TARGET SECONDS   fuzz TARGET for SECONDS from its committed seeds
 #   scripts/fuzz.sh TARGET merge     add to fuzz/corpus/TARGET the smallest inputs of
 #                                    past sessions that reach code the seeds do not,
-#                                    up to SLUICE_FUZZ_MERGE_BYTES (32 KiB) of them
+#                                    up to SLUICE_FUZZ_MERGE_FILES (100) files and
+#                                    SLUICE_FUZZ_MERGE_BYTES (32 KiB)
 #   scripts/fuzz.sh list             the targets
 #
 # Targets are the functions of src/fuzz_targets/ (config, router, keys,
@@ -46,21 +47,22 @@ mkdir -p "$work" "fuzz/artifacts/$target"
 run() { cargo fuzz run --sanitizer none "$target" "$@"; }
 
 if [ "$2" = merge ]; then
-    # libFuzzer's merge keeps a minimal set of inputs covering everything the
+    # libFuzzer's merge keeps a minimal set of inputs covering every edge the
     # seeds and the sessions reached, smallest first; of those, the new ones
-    # join the seeds, smallest first, within a byte budget, so the committed
-    # corpus stays small.
+    # join the seeds, smallest first, within a budget of files and bytes, so
+    # the committed corpus stays small.
     budget=${SLUICE_FUZZ_MERGE_BYTES:-32768}
+    max_files=${SLUICE_FUZZ_MERGE_FILES:-100}
     minimal=$(mktemp -d)
     trap 'rm -rf "$minimal"' EXIT
-    run "$minimal" "$seeds" "$work" -- -merge=1 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new' || true
+    run "$minimal" "$seeds" "$work" -- -merge=1 -use_counters=0 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new' || true
     known=$(cat "$seeds"/* /dev/null | wc -c)
     for f in "$seeds"/*; do sha1sum < "$f"; done | cut -d' ' -f1 | sort > "$minimal.seeds"
     added=0 used=0
     while read -r size file; do
         name=$(basename "$file")
         grep -qx "$name" "$minimal.seeds" && continue
-        [ $((used + size)) -le "$budget" ] || break
+        [ $((used + size)) -le "$budget" ] && [ "$added" -lt "$max_files" ] || break
         cp "$file" "$seeds/$name"
         added=$((added + 1)) used=$((used + size))
     done < <(find "$minimal" -type f -printf '%s %p\n' | sort -n)
