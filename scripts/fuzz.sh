@@ -47,7 +47,7 @@ mkdir -p "$work" "fuzz/artifacts/$target"
 run() { cargo fuzz run --sanitizer none "$target" "$@"; }
 
 if [ "$2" = merge ]; then
-    # libFuzzer's merge keeps a minimal set of inputs covering every edge the
+    # libFuzzer's set-cover merge picks few inputs covering every edge the
     # seeds and the sessions reached, smallest first; of those, the new ones
     # join the seeds, smallest first, within a budget of files and bytes, so
     # the committed corpus stays small.
@@ -55,7 +55,7 @@ if [ "$2" = merge ]; then
     max_files=${SLUICE_FUZZ_MERGE_FILES:-100}
     minimal=$(mktemp -d)
     trap 'rm -rf "$minimal"' EXIT
-    run "$minimal" "$seeds" "$work" -- -merge=1 -use_counters=0 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new' || true
+    run "$minimal" "$seeds" "$work" -- -set_cover_merge=1 -use_counters=0 2>&1 | grep -E '^MERGE-OUTER: [0-9]+ new' || true
     known=$(cat "$seeds"/* /dev/null | wc -c)
     for f in "$seeds"/*; do sha1sum < "$f"; done | cut -d' ' -f1 | sort > "$minimal.seeds"
     added=0 used=0
