@@ -48,9 +48,9 @@ run() { cargo fuzz run --sanitizer none "$target" "$@"; }
 
 if [ "$2" = merge ]; then
     # libFuzzer's set-cover merge picks few inputs covering every edge the
-    # seeds and the sessions reached, smallest first; of those, the new ones
-    # join the seeds, smallest first, within a budget of files and bytes, so
-    # the committed corpus stays small.
+    # seeds and the sessions reached; of those, the new ones join the seeds,
+    # smallest first, within a budget of files and bytes, so the committed
+    # corpus stays small.
     budget=${SLUICE_FUZZ_MERGE_BYTES:-32768}
     max_files=${SLUICE_FUZZ_MERGE_FILES:-100}
     minimal=$(mktemp -d)
