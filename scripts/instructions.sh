@@ -96,7 +96,8 @@ render "$HERE/pingora.yaml.in" "$RUN/pingora.yaml" RUN="$RUN" WORK_STEALING=fals
 sluice_yaml() { # NAME PORT ROUTE_LIMITS
     render "$HERE/sluice.yaml.in" "$RUN/sluice-$1.yaml" RUN="$RUN" NAME="$1" \
         LISTEN="127.0.0.1:$2" BALANCE=round_robin ROUTE_LIMITS="$3" \
-        BACKEND1="$B1" BACKEND2="$B2" WORK_STEALING=false
+        BACKEND1="$B1" BACKEND2="$B2" WORK_STEALING=false \
+        REDIS="# no shared store" SHARED_PER_IP="# -" SHARED_PER_KEY="# -"
 }
 sluice_yaml a "${PORTS[3]}" ""
 sluice_yaml c "${PORTS[4]}" "admit_per_ip, admit_per_key"

@@ -127,7 +127,10 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         }
         let mut app = pingora_proxy::http_proxy(&server.configuration, Proxy::new(shared.clone()));
         app.h2_options = Some(listen::h2_options(h2_max_streams));
-        app.server_options = Some(listen::server_options(h2c));
+        app.server_options = Some(listen::server_options(
+            h2c,
+            shared.load().config.clients.keepalive_timeout,
+        ));
         let name = if h2c {
             "sluice proxy h2c"
         } else {

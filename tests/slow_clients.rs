@@ -354,3 +354,38 @@ async fn a_tls_connection_past_the_cap_is_refused_before_its_handshake() {
     );
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_keepalive_timeout() {
+    let (up, _) = echo("up").await;
+    let gw = Gateway::start_with_listen(
+        &config(up, "keepalive_timeout: 1s\n"),
+        Some("listen:\n  - { address: 127.0.0.1:{port}, h2c: true }\n".to_string()),
+    )
+    .await;
+    let tcp = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::get(gw.url("/x")).body(()).unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk.unwrap();
+    }
+    let idle = Instant::now();
+    // The gateway ends the connection (GOAWAY, then close) once it idles.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn).await;
+    assert!(
+        ended.is_ok(),
+        "idle HTTP/2 connection still open after 10 s"
+    );
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        idle.elapsed()
+    );
+    drop(client);
+}

@@ -46,6 +46,8 @@ pub struct ClientStream {
     /// stream only by shared reference).
     signal: AtomicU8,
     timer: Pin<Box<Sleep>>,
+    /// When `timer` fires: never later than the deadline it stands for.
+    timer_at: Instant,
     state: State,
     counters: TimeoutCounters,
 }
@@ -61,6 +63,7 @@ impl ClientStream {
             deadlines,
             signal: AtomicU8::new(NO_SIGNAL),
             timer: Box::pin(tokio::time::sleep_until(first.into())),
+            timer_at: first,
             state: State::Open,
             counters,
         }
@@ -164,12 +167,22 @@ impl AsyncRead for ClientStream {
                 let Some((due, expiry)) = this.deadlines.due() else {
                     return Poll::Pending;
                 };
-                let due = tokio::time::Instant::from_std(due);
-                if this.timer.deadline() != due {
-                    this.timer.as_mut().reset(due);
+                // Deadlines only move later from one request to the next,
+                // so the timer is left to fire early and re-armed then, once,
+                // instead of being reset (a timer-wheel update) per request.
+                if due < this.timer_at {
+                    this.timer.as_mut().reset(due.into());
+                    this.timer_at = due;
                 }
-                if this.timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+                loop {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if this.timer_at >= due {
+                        break;
+                    }
+                    this.timer.as_mut().reset(due.into());
+                    this.timer_at = due;
                 }
                 match expiry {
                     Expiry::Close => {

@@ -53,7 +53,12 @@ pub enum Selector {
     /// rather than all such requests landing on the ring's one point for "".
     ConsistentHash {
         ring: Continuum,
-        addrs: Vec<SocketAddr>,
+        /// A ring point's backend index, found in O(1): the walk past
+        /// ineligible backends visits up to 160 points per backend, and a
+        /// scan of the pool per point made it quadratic.
+        index: ahash::AHashMap<SocketAddr, usize>,
+        /// Points on the ring (160 per unit of weight): the walk's bound.
+        points: usize,
         keyless: Mutex<Vec<i64>>,
     },
     /// Fewest in-flight requests per unit of weight; ties broken at random
@@ -76,9 +81,15 @@ impl Selector {
             Balance::ConsistentHash => {
                 let buckets: Vec<Bucket> =
                     backends.iter().map(|(a, w)| Bucket::new(*a, *w)).collect();
+                let mut index = ahash::AHashMap::with_capacity(backends.len());
+                for (i, (addr, _)) in backends.iter().enumerate() {
+                    // A repeated address answers for its first entry.
+                    index.entry(*addr).or_insert(i);
+                }
                 Selector::ConsistentHash {
                     ring: Continuum::new(&buckets),
-                    addrs: backends.iter().map(|b| b.0).collect(),
+                    index,
+                    points: backends.iter().map(|(_, w)| *w as usize * 160).sum(),
                     keyless: Mutex::new(vec![0; backends.len()]),
                 }
             }
@@ -122,14 +133,18 @@ impl Selector {
             Selector::ConsistentHash { keyless, .. } if key.is_empty() => {
                 smooth_round_robin(keyless, n, eligible, load)
             }
-            Selector::ConsistentHash { ring, addrs, .. } => {
+            Selector::ConsistentHash {
+                ring,
+                index,
+                points,
+                ..
+            } => {
                 // Walk the ring from the key's point to the first eligible
                 // backend; bounded so a ring of ineligible points ends.
                 let mut idx = ring.node_idx(key);
-                let limit = addrs.len() * 160 + 1;
-                for _ in 0..limit {
+                for _ in 0..=*points {
                     let addr = ring.get_addr(&mut idx)?;
-                    if let Some(i) = addrs.iter().position(|a| a == addr) {
+                    if let Some(&i) = index.get(addr) {
                         if eligible(i) {
                             return Some(i);
                         }
@@ -265,6 +280,19 @@ mod tests {
         let share = counts[1] as f64 / 40_000.0;
         assert!((share - 0.75).abs() < 0.02, "share {share}");
         assert_eq!(s.select(2, b"", |i| i == 0, flat(&w), &mut rng), Some(0));
+    }
+
+    #[test]
+    fn consistent_hash_walks_past_every_point_of_heavy_ineligible_backends() {
+        // Two backends of weight 50 hold 16,000 of the ring's 16,160 points.
+        let w = [50, 50, 1];
+        let s = Selector::new(Balance::ConsistentHash, &addrs(&w));
+        let mut rng = SmallRng::seed_from_u64(0);
+        for i in 0..2000 {
+            let key = format!("user-{i}");
+            let pick = s.select(3, key.as_bytes(), |i| i == 2, flat(&w), &mut rng);
+            assert_eq!(pick, Some(2), "key {key}");
+        }
     }
 
     #[test]
