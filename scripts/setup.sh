@@ -6,16 +6,22 @@
 # With SLUICE_WITH_BROWSER=1 (scripts/test.sh sets it, and so does running this
 # file directly) also headless Chromium and chromedriver, for the dashboard's
 # browser test; run.sh and bench.sh do without them.
+# With SLUICE_WITH_FUZZ=1 (scripts/fuzz.sh sets it) also g++, which builds the
+# libFuzzer runtime that cargo-fuzz links into each target.
 # Sourced by run.sh, test.sh and bench.sh; safe to run again.
 set -euo pipefail
 
 SLUICE_BROWSER_PACKAGES=(chromium chromium-driver)
+SLUICE_FUZZ_PACKAGES=(g++)
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     SLUICE_WITH_BROWSER=1
 fi
 SLUICE_PACKAGES=(cmake pkg-config libssl-dev curl redis-server redis-tools nghttp2-client ${SLUICE_EXTRA_PACKAGES:-})
 if [ "${SLUICE_WITH_BROWSER:-0}" = 1 ]; then
     SLUICE_PACKAGES+=("${SLUICE_BROWSER_PACKAGES[@]}")
+fi
+if [ "${SLUICE_WITH_FUZZ:-0}" = 1 ]; then
+    SLUICE_PACKAGES+=("${SLUICE_FUZZ_PACKAGES[@]}")
 fi
 
 sluice_missing_packages() {

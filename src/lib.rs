@@ -16,6 +16,8 @@ pub mod echo;
 pub mod errors;
 pub mod filters;
 pub mod forwarded;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod gateway;
 pub mod grpc;
 pub mod h2_flood;
@@ -30,6 +32,7 @@ pub mod observe;
 pub mod path_normalize;
 pub mod proxy;
 pub mod reload;
+mod request_framing;
 pub mod request_id;
 pub mod router;
 pub mod stats;

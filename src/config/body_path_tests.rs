@@ -36,6 +36,35 @@ fn normalize_path_defaults_to_true_and_may_be_turned_off() {
 }
 
 #[test]
+fn a_prefix_that_no_normalised_path_starts_with_is_refused() {
+    // Such a route used to be accepted and then never matched (seen while
+    // writing the config fuzz target's every-route-is-reachable check).
+    for (prefix, clean) in [
+        ("/api//", "/api/"),
+        ("/a/./b/", "/a/b/"),
+        ("/%7euser/", "/~user/"),
+    ] {
+        let errs = errors(&format!(
+            "{BASE}routes:\n  - {{ path_prefix: \"{prefix}\", upstream: u }}\n"
+        ));
+        assert_eq!(errs.len(), 1, "{prefix}: {errs:?}");
+        assert!(
+            errs[0].starts_with("routes[0].path_prefix: ")
+                && errs[0].contains(&format!("`{clean}`")),
+            "{prefix}: {errs:?}"
+        );
+    }
+    let errs = errors(&format!(
+        "{BASE}routes:\n  - {{ path_prefix: /../x, upstream: u }}\n"
+    ));
+    assert_eq!(errs, ["routes[0].path_prefix: climbs above the root"]);
+    // Without normalisation the raw path is matched, so any prefix can match.
+    load_ok(&format!(
+        "{BASE}routes:\n  - {{ path_prefix: /api//, upstream: u, normalize_path: false }}\n"
+    ));
+}
+
+#[test]
 fn max_body_takes_the_written_forms() {
     for (written, bytes) in [
         ("512", 512),

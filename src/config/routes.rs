@@ -6,6 +6,7 @@ use http::Method;
 
 use super::model::{HostMatch, RouteSpec};
 use super::node::{Errors, Node};
+use crate::path_normalize::{self, PathError};
 
 const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -79,17 +80,22 @@ fn route(
     };
     let host = field("host").and_then(|h| {
         let s = h.str(errs)?.to_ascii_lowercase();
+        // A request's host is matched without its port or trailing dot.
+        let s = s.strip_suffix('.').unwrap_or(&s);
         if let Some(suffix) = s.strip_prefix("*.") {
-            if suffix.is_empty() || suffix.contains('*') {
+            if !is_host_name(suffix) {
                 errs.push(h.path(), "a wildcard host looks like `*.example.com`");
                 return None;
             }
             Some(HostMatch::Wildcard(format!(".{suffix}")))
-        } else if s.contains('*') || s.is_empty() || s.contains('/') {
-            errs.push(h.path(), "expected a host name, or `*.example.com`");
-            None
+        } else if is_host_name(s) || is_ipv6_literal(s) {
+            Some(HostMatch::Exact(s.to_string()))
         } else {
-            Some(HostMatch::Exact(s))
+            errs.push(
+                h.path(),
+                "expected a host name without a port (`api.example.com`, `[::1]`), or `*.example.com`",
+            );
+            None
         }
     });
     let path_prefix = match field("path_prefix") {
@@ -129,6 +135,24 @@ fn route(
         None => Some(true),
         Some(s) => s.bool(errs),
     };
+    // Request paths are normalised before routing: a prefix that is not in
+    // normal form (`/api//`, `/a/./b`, `/%7Euser`) would never match.
+    if let (Some(p), Some(prefix), Some(true)) =
+        (field("path_prefix"), &path_prefix, normalize_path)
+    {
+        match path_normalize::normalize(prefix) {
+            Ok(clean) if clean != prefix.as_str() => errs.push(
+                p.path(),
+                format!(
+                    "request paths are normalised first, so this would never match: \
+                     write `{clean}` (or set normalize_path: false)"
+                ),
+            ),
+            Ok(_) => {}
+            Err(PathError::AboveRoot) => errs.push(p.path(), "climbs above the root"),
+            Err(_) => errs.push(p.path(), "a `%` must be followed by two hex digits"),
+        }
+    }
     let max_body = field("max_body")
         .and_then(|b| max_body(&b, errs))
         .unwrap_or(default_max_body);
@@ -166,4 +190,24 @@ fn route(
         limits,
         filters,
     })
+}
+
+/// Letters, digits, `-`, `_` and dots between labels: what a request's host
+/// can be once its port and trailing dot are dropped. Anything else (a port,
+/// a space, a `*` inside) could never equal one, and the route would be dead.
+fn is_host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `[::1]`: how an IPv6 address is written as a host (RFC 3986 §3.2.2).
+fn is_ipv6_literal(s: &str) -> bool {
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
 }

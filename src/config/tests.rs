@@ -543,3 +543,51 @@ fn durations_past_sane_bounds_are_refused_by_key_path() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_route_host_is_one_a_request_can_have() {
+    // Found by the config fuzz target: a host with a port or a space was
+    // accepted and never matched, since a request's host is matched
+    // without its port.
+    let route = |host: &str| {
+        format!(
+            "listen: [127.0.0.1:1]\nupstreams:\n  u: {{ backends: [127.0.0.1:2] }}\nroutes:\n  - {{ upstream: u, host: '{host}' }}\n"
+        )
+    };
+    for bad in [
+        "api.example.com:8443",
+        "a b.example.com",
+        "*.example.com:80",
+        "a..b",
+        "::1",
+        "[::1]:80",
+        "*.",
+        "bücher.de",
+    ] {
+        let errs = errors(&route(bad));
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert!(errs[0].starts_with("routes[0].host: "), "{bad}: {errs:?}");
+    }
+    let host = |written: &str| {
+        load(&route(written), &Registry::builtin())
+            .unwrap_or_else(|e| panic!("{written}: {e:?}"))
+            .gateway
+            .routes[0]
+            .host
+            .clone()
+    };
+    assert_eq!(
+        host("API.Example.com."),
+        Some(HostMatch::Exact("api.example.com".into()))
+    );
+    assert_eq!(
+        host("*.Example.com."),
+        Some(HostMatch::Wildcard(".example.com".into()))
+    );
+    assert_eq!(host("[::1]"), Some(HostMatch::Exact("[::1]".into())));
+    assert_eq!(host("10.0.0.1"), Some(HostMatch::Exact("10.0.0.1".into())));
+    assert_eq!(
+        host("my_host-1.internal"),
+        Some(HostMatch::Exact("my_host-1.internal".into()))
+    );
+}

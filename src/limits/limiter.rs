@@ -197,6 +197,13 @@ impl Limiter {
         Some(self.hasher.hash_one(key))
     }
 
+    /// What a request with this key's value would be told at `now`, counting
+    /// nothing; `None` for a missing key this limit refuses.
+    pub fn probe(&self, key: Option<&[u8]>, now: u64) -> Option<KeyStatus> {
+        self.resolve(key)
+            .map(|k| self.peek(k, Priority::default(), now))
+    }
+
     pub(super) fn peek(&self, key: u64, priority: Priority, now: u64) -> KeyStatus {
         match &self.kind {
             Kind::Adaptive(a) => a.peek(key, priority, now),

@@ -199,8 +199,10 @@ impl<S: CounterStore> TokenBucket<S> {
     /// the old TAT or `now`, and every TAT `<= now` is the same full bucket.
     pub fn release(&self, key: u64, now: u64) {
         // An evicted key (word 0) already reads as a full bucket: leave it.
+        // A result of 0 is a full bucket too; clamping it up to 1 would leave
+        // a debt of 1 ns at `now == 0` and cost a token at capacity.
         let _ = self.store.fetch_update(key, now, |tat| {
-            (tat != 0).then(|| tat.saturating_sub(self.gcra.emission_ns).max(1))
+            (tat != 0).then(|| tat.saturating_sub(self.gcra.emission_ns))
         });
     }
 

@@ -98,6 +98,13 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
+        if let Err(why) = crate::request_framing::check(req) {
+            log::debug!("refused: {}", why.reason());
+            session.set_keepalive(None);
+            self.send_error(session, GatewayError::Malformed, ctx)
+                .await?;
+            return Ok(true);
+        }
         // Routing, `path` keys and the backend all read the normalised path.
         match path_normalize::normalize_request(session.req_header_mut()) {
             Ok(original) => ctx.original_target = original,
