@@ -62,6 +62,19 @@ impl GatewayError {
         }
     }
 
+    /// Whether the connection is closed after this answer: the request's
+    /// framing or body cannot be trusted, or is left unread, so nothing
+    /// after it on the connection can be read as the next request.
+    pub fn closes_connection(self) -> bool {
+        matches!(
+            self,
+            GatewayError::MissingHost
+                | GatewayError::Malformed
+                | GatewayError::PayloadTooLarge
+                | GatewayError::RequestTimeout
+        )
+    }
+
     /// The error a status code stands for, when the gateway made it.
     pub fn from_status(status: u16) -> GatewayError {
         match status {

@@ -1,5 +1,6 @@
 //! The gauges of `/metrics` that describe the live config (backend health,
-//! in-flight counts, panic mode, adaptive limits, the shared store's circuit).
+//! in-flight counts, panic mode, adaptive limits, the shared store's circuit)
+//! and the open client connections.
 //!
 //! They are computed from the config snapshot at each scrape into metric
 //! families of their own, never stored in the registry: shared gauges would
@@ -23,12 +24,13 @@ fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
-/// The families for `gw` at `now` (limiter clock).
+/// The families for `gw` at `now` (limiter clock), with the count of open
+/// client connections.
 #[allow(
     clippy::expect_used,
     reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
 )]
-pub fn families(gw: &Gateway, now: u64) -> Vec<MetricFamily> {
+pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFamily> {
     let healthy = int_gauge(
         "sluice_upstream_backend_healthy",
         "1 when active health checks let the backend take traffic.",
@@ -100,6 +102,13 @@ pub fn families(gw: &Gateway, now: u64) -> Vec<MetricFamily> {
         circuit.set(i64::from(!store.is_available()));
         out.extend(circuit.collect());
     }
+    let open = prometheus::IntGauge::new(
+        "sluice_client_connections",
+        "Client connections open now (what max_connections caps).",
+    )
+    .expect("static metric definition");
+    open.set(i64::from(open_connections));
+    out.extend(open.collect());
     out.extend(healthy.collect());
     out.extend(in_flight.collect());
     out.extend(ejected.collect());

@@ -296,20 +296,9 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    #[allow(
-        clippy::expect_used,
-        reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
-    )]
     pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(crate::live_gauges::families(gw, now));
-        let open = prometheus::IntGauge::new(
-            "sluice_client_connections",
-            "Client connections open now (what max_connections caps).",
-        )
-        .expect("static metric definition");
-        open.set(i64::from(open_connections));
-        families.extend(prometheus::core::Collector::collect(&open));
+        families.extend(crate::live_gauges::families(gw, now, open_connections));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

@@ -50,14 +50,7 @@ pub fn validate(n: &Node, errs: &mut Errors) -> Option<HealthCheckSpec> {
         "http" => {
             let path = match field("path") {
                 None => Some("/".to_string()),
-                Some(p) => p.str(errs).and_then(|s| {
-                    if s.starts_with('/') {
-                        Some(s.to_string())
-                    } else {
-                        errs.push(p.path(), "must start with `/`");
-                        None
-                    }
-                }),
+                Some(p) => p.absolute_path(errs),
             };
             only_for(&["service"], "grpc", errs);
             let host = field("host").and_then(|h| h.str(errs).map(String::from));

@@ -308,6 +308,17 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// A string that starts with `/`: a request path or prefix.
+    pub fn absolute_path(&self, errs: &mut Errors) -> Option<String> {
+        let s = self.str(errs)?;
+        if s.starts_with('/') {
+            Some(s.to_string())
+        } else {
+            errs.push(&self.path, "must start with `/`");
+            None
+        }
+    }
+
     /// A list of strings (a single string is not accepted: it is a common slip).
     pub fn str_list(&self, errs: &mut Errors) -> Vec<(Node<'a>, &'a str)> {
         let mut out = Vec::new();

@@ -100,14 +100,7 @@ fn route(
     });
     let path_prefix = match field("path_prefix") {
         None => Some("/".to_string()),
-        Some(p) => p.str(errs).and_then(|s| {
-            if s.starts_with('/') {
-                Some(s.to_string())
-            } else {
-                errs.push(p.path(), "must start with `/`");
-                None
-            }
-        }),
+        Some(p) => p.absolute_path(errs),
     };
     let methods = field("methods").and_then(|mn| {
         let list = mn.str_list(errs);

@@ -21,9 +21,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::ctx::LimitState;
 use super::{Proxy, RequestCtx};
-use crate::admission;
 use crate::errors::{self, GatewayError};
 use crate::grpc;
 
@@ -56,17 +54,7 @@ impl Proxy {
                 "a response had started: closing instead of answering",
             );
         }
-        if let (Some((_, route)), Some(fctx)) = (ctx.route(), &ctx.filter_ctx) {
-            // Response hooks unwind in reverse, like middleware, from the
-            // last filter whose request hook ran.
-            let ran = ctx.filters_ran.min(route.filters.len());
-            for filter in route.filters[..ran].iter().rev() {
-                filter.on_response(&mut header, fctx);
-            }
-        }
-        if let LimitState::Admitted(verdict) = &ctx.limits {
-            admission::add_ratelimit_fields(&mut header, verdict);
-        }
+        ctx.dress_response(&mut header);
         if ctx.grpc {
             grpc::to_trailers_only(&mut header, message);
             // One HEADERS frame with END_STREAM: Pingora's `write_response_header`
@@ -91,6 +79,9 @@ impl Proxy {
         err: GatewayError,
         ctx: &RequestCtx,
     ) -> Result<()> {
+        if err.closes_connection() {
+            session.set_keepalive(None);
+        }
         let reply = errors::response(err.status(), err.message(), ctx.request_id.as_str());
         self.answer(session, ctx, reply, err.message()).await
     }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use pingora_http::ResponseHeader;
 use smallvec::SmallVec;
 
 use crate::body_limit::BodyLimit;
@@ -101,6 +102,22 @@ impl RequestCtx {
             (&self.limits, settled.adaptive_sample())
         {
             verdict.record_attempt(rtt, ok, now);
+        }
+    }
+
+    /// What every response to this request gets, the backend's or the
+    /// gateway's own: the `RateLimit` fields of an admitting limit, then the
+    /// response hooks of the filters whose request hook ran, in reverse, like
+    /// middleware (so a filter may still edit the fields).
+    pub(super) fn dress_response(&self, header: &mut ResponseHeader) {
+        if let LimitState::Admitted(verdict) = &self.limits {
+            crate::admission::add_ratelimit_fields(header, verdict);
+        }
+        if let (Some((_, route)), Some(fctx)) = (self.route(), &self.filter_ctx) {
+            let ran = self.filters_ran.min(route.filters.len());
+            for filter in route.filters[..ran].iter().rev() {
+                filter.on_response(header, fctx);
+            }
         }
     }
 

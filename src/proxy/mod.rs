@@ -93,14 +93,12 @@ impl ProxyHttp for Proxy {
         // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
         // without Host (routing by host would otherwise guess).
         if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
-            session.set_keepalive(None);
             self.send_error(session, GatewayError::MissingHost, ctx)
                 .await?;
             return Ok(true);
         }
         if let Err(why) = crate::request_framing::check(req) {
             log::debug!("refused: {}", why.reason());
-            session.set_keepalive(None);
             self.send_error(session, GatewayError::Malformed, ctx)
                 .await?;
             return Ok(true);
@@ -136,8 +134,6 @@ impl ProxyHttp for Proxy {
         let route = &gw.routes[route_id];
         if let Some(max) = route.spec.max_body {
             if body_limit::declared_over(&session.req_header().headers, max) {
-                // The body is left unread: the connection cannot be reused.
-                session.set_keepalive(None);
                 self.send_error(session, GatewayError::PayloadTooLarge, ctx)
                     .await?;
                 return Ok(true);
@@ -408,15 +404,7 @@ impl ProxyHttp for Proxy {
         if self.shared.is_draining() {
             session.set_keepalive(None);
         }
-        if let LimitState::Admitted(verdict) = &ctx.limits {
-            admission::add_ratelimit_fields(upstream_response, verdict);
-        }
-        if let (Some((_, route)), Some(fctx)) = (ctx.route(), &ctx.filter_ctx) {
-            // Response hooks unwind in reverse, like middleware.
-            for filter in route.filters.iter().rev() {
-                filter.on_response(upstream_response, fctx);
-            }
-        }
+        ctx.dress_response(upstream_response);
         Ok(())
     }
 
