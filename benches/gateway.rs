@@ -12,7 +12,7 @@ use sluice::config;
 use sluice::filters::Registry;
 use sluice::gateway::Gateway;
 use sluice::keys::KeyInput;
-use sluice::metrics::Metrics;
+use sluice::telemetry::metrics::Metrics;
 use sluice::upstream::{AttemptTracker, Pick};
 
 const CONFIG: &str = r#"
@@ -126,7 +126,7 @@ fn bench(c: &mut Criterion) {
             use sluice::limits::Clock;
             b.iter(|| {
                 let now = clock.now_nanos();
-                let id = sluice::request_id::RequestId::keep_or_generate(None);
+                let id = sluice::request::request_id::RequestId::keep_or_generate(None);
                 let route_id = gw
                     .router
                     .find(Some("api.example.com"), req.uri.path(), &req.method)

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::config::AdminToken;
 use crate::gateway::{Gateway, Shared};
 use crate::reload::Reloader;
-use crate::stats::{Stats, CAPACITY};
+use crate::telemetry::stats::{Stats, CAPACITY};
 
 mod auth;
 mod dashboard;

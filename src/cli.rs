@@ -10,9 +10,7 @@ use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service as ListeningService;
 
-use crate::access_log::{AccessLog, AccessLogService};
 use crate::admin::AdminApp;
-use crate::client_conn::{self, ClientGuard};
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
 use crate::gateway::Shared;
@@ -20,7 +18,9 @@ use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, Swee
 use crate::listen;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::stats::{SampleStats, Stats};
+use crate::telemetry::access_log::{AccessLog, AccessLogService};
+use crate::telemetry::stats::{SampleStats, Stats};
+use crate::transport::conn::{self, ClientGuard};
 use crate::upstream::HealthService;
 
 #[derive(Parser, Debug)]
@@ -108,8 +108,8 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
 
     let grace = server.configuration.grace_period_seconds.unwrap_or(300);
     let h2_max_streams = shared.load().config.h2_max_streams;
-    let nofile = client_conn::nofile::raise_limit();
-    let default_max_connections = client_conn::nofile::default_max_connections(nofile);
+    let nofile = conn::nofile::raise_limit();
+    let default_max_connections = conn::nofile::default_max_connections(nofile);
     if let (Some(n), Some(max)) = (nofile, shared.load().config.clients.max_connections) {
         if u64::from(max) * 2 > n {
             log::warn!(
@@ -148,7 +148,7 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
                 delay: std::time::Duration::from_secs(grace.min(1)),
             },
         );
-        proxy.set_connection_filter(Arc::new(client_conn::AcceptFilter {
+        proxy.set_connection_filter(Arc::new(conn::AcceptFilter {
             shared: shared.clone(),
             default_max_connections,
         }));

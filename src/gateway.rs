@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 
-use crate::access_log::AccessLog;
 use crate::config::{Config, RouteSpec};
 use crate::filters::Filter;
 use crate::limits::redis_store::RedisStore;
 use crate::limits::{Clock, Limiter, MonotonicClock, StoreSpec};
-use crate::metrics::{LimitMetrics, Metrics, RouteMetrics};
 use crate::router::Router;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::metrics::{LimitMetrics, Metrics, RouteMetrics};
 use crate::upstream::dns::{self, DnsTable};
 use crate::upstream::{pool_targets, Pool};
 
@@ -168,7 +168,7 @@ pub struct Shared {
     /// The last good answer for each backend name.
     pub dns: DnsTable,
     /// Open client connections, for `max_connections(_per_ip)`.
-    pub clients: Arc<crate::client_conn::ConnCounts>,
+    pub clients: Arc<crate::transport::conn::ConnCounts>,
     /// Reloads and DNS refreshes each rebuild the gateway from the live one:
     /// one at a time, or one would undo the other.
     rebuild: Mutex<()>,

@@ -19,7 +19,7 @@ pub fn h2_options(max_streams: u32) -> H2Options {
 
 /// `idle`: how long an HTTP/2 connection without streams stays open
 /// (`keepalive_timeout`, as nginx applies its own to HTTP/2); HTTP/1
-/// connections get theirs from `crate::client_conn`.
+/// connections get theirs from `crate::transport::conn`.
 pub fn server_options(h2c: bool, idle: std::time::Duration) -> HttpServerOptions {
     let mut options = HttpServerOptions::default();
     options.h2c = h2c;

@@ -1,6 +1,6 @@
 //! The top-level keys that bound what one client connection may hold:
 //! `request_header_timeout`, `keepalive_timeout`, `max_connections` and
-//! `max_connections_per_ip` (see `crate::client_conn` for how they apply).
+//! `max_connections_per_ip` (see `crate::transport::conn` for how they apply).
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use serde_yaml::{Mapping, Value};
 use super::model::{AccessLogFormat, AccessLogSpec, Config, ListenerSpec, TlsSpec};
 use super::node::{Errors, Node};
 use crate::filters::{Filter, Registry};
-use crate::header_size::{DEFAULT_MAX_REQUEST_HEADER_SIZE, MAX_REQUEST_HEADER_SIZE};
+use crate::request::header_size::{DEFAULT_MAX_REQUEST_HEADER_SIZE, MAX_REQUEST_HEADER_SIZE};
 
 /// Pingora's own default, and nginx's `http2_max_concurrent_streams`.
 const DEFAULT_H2_MAX_STREAMS: u32 = 100;

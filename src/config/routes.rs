@@ -6,7 +6,7 @@ use http::Method;
 
 use super::model::{HostMatch, RouteSpec};
 use super::node::{Errors, Node};
-use crate::path_normalize::{self, PathError};
+use crate::request::path::{self, PathError};
 
 const ROUTE_KEYS: &[&str] = &[
     "name",
@@ -133,7 +133,7 @@ fn route(
     if let (Some(p), Some(prefix), Some(true)) =
         (field("path_prefix"), &path_prefix, normalize_path)
     {
-        match path_normalize::normalize(prefix) {
+        match path::normalize(prefix) {
             Ok(clean) if clean != prefix.as_str() => errs.push(
                 p.path(),
                 format!(

@@ -7,7 +7,7 @@ use http::Method;
 
 use crate::config::{self, HostMatch};
 use crate::filters::Registry;
-use crate::path_normalize::normalize;
+use crate::request::path::normalize;
 use crate::router::Router;
 
 pub fn config(data: &[u8]) {

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use ipnet::IpNet;
 
 use super::lines;
-use crate::forwarded::{append_xff, client_ip};
+use crate::request::forwarded::{append_xff, client_ip};
 
 pub fn forwarded(data: &[u8]) {
     let mut input = lines(data);

@@ -15,7 +15,7 @@ use http::Method;
 
 use super::lines;
 use crate::config::{HostMatch, RouteSpec};
-use crate::path_normalize::{normalize, PathError};
+use crate::request::path::{normalize, PathError};
 use crate::router::{strip_prefix, Router};
 
 pub fn router(data: &[u8]) {

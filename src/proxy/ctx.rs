@@ -10,12 +10,12 @@ use std::sync::Arc;
 use pingora_http::ResponseHeader;
 use smallvec::SmallVec;
 
-use crate::body_limit::BodyLimit;
 use crate::filters::FilterContext;
 use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
-use crate::path_normalize::OriginalTarget;
-use crate::request_id::RequestId;
+use crate::request::body_limit::BodyLimit;
+use crate::request::path::OriginalTarget;
+use crate::request::request_id::RequestId;
 use crate::upstream::{AttemptTracker, Settled};
 
 /// What the limits decided, kept for the response and the access log.
@@ -163,9 +163,9 @@ impl RequestCtx {
     }
 
     /// The parts of the finished request that are recorded.
-    pub(super) fn done(&self) -> crate::observe::Done<'_> {
+    pub(super) fn done(&self) -> crate::telemetry::observe::Done<'_> {
         let route = self.route();
-        crate::observe::Done {
+        crate::telemetry::observe::Done {
             request_id: self.request_id.as_str(),
             client_ip: self.client_ip,
             route: route.map_or("", |(_, r)| &r.name),

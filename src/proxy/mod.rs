@@ -19,18 +19,18 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::admission;
-use crate::body_limit::{self, BodyLimit};
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
-use crate::forwarded::{self, X_FORWARDED_FOR};
 use crate::gateway::Shared;
 use crate::grpc;
-use crate::header_size;
 use crate::keys::KeyInput;
 use crate::limits::Outcome;
-use crate::path_normalize;
-use crate::request_id::{RequestId, X_REQUEST_ID};
+use crate::request::body_limit::{self, BodyLimit};
+use crate::request::forwarded::{self, X_FORWARDED_FOR};
+use crate::request::header_size;
+use crate::request::path;
+use crate::request::request_id::{RequestId, X_REQUEST_ID};
 use crate::upstream::{Failure, Pick};
 
 use ctx::LimitState;
@@ -64,9 +64,9 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> Result<()> {
-        crate::client_conn::request_started(session);
+        crate::transport::conn::request_started(session);
         // Pingora's own wait between requests: none (0 is "no timeout"),
-        // since `client_conn` bounds it with keepalive_timeout and the head
+        // since `transport::conn` bounds it with keepalive_timeout and the head
         // with request_header_timeout; Pingora's per-read timer would cost
         // a timer registration per read and restart at every byte. Off stays
         // off (the client asked to close, or the process is draining).
@@ -97,14 +97,14 @@ impl ProxyHttp for Proxy {
                 .await?;
             return Ok(true);
         }
-        if let Err(why) = crate::request_framing::check(req) {
+        if let Err(why) = crate::request::framing::check(req) {
             log::debug!("refused: {}", why.reason());
             self.send_error(session, GatewayError::Malformed, ctx)
                 .await?;
             return Ok(true);
         }
         // Routing, `path` keys and the backend all read the normalised path.
-        match path_normalize::normalize_request(session.req_header_mut()) {
+        match path::normalize_request(session.req_header_mut()) {
             Ok(original) => ctx.original_target = original,
             Err(e) => {
                 self.send_error(session, e.into(), ctx).await?;
@@ -440,12 +440,18 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        crate::client_conn::request_done(session);
+        crate::transport::conn::request_done(session);
         let now = self.shared.now_nanos();
         let settled = ctx.attempt.finish(e, now);
         ctx.settle(settled, now);
         ctx.release_inflight();
         let limit_label = ctx.finish_limits();
-        crate::observe::request_done(&self.shared, session, ctx.done(), &limit_label, now);
+        crate::telemetry::observe::request_done(
+            &self.shared,
+            session,
+            ctx.done(),
+            &limit_label,
+            now,
+        );
     }
 }

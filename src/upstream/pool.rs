@@ -29,7 +29,7 @@ use super::peer::PeerTemplate;
 use super::selection::{load_aware_cost, Load, Selector};
 use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
-use crate::metrics::{BackendMetrics, Metrics};
+use crate::telemetry::metrics::{BackendMetrics, Metrics};
 
 /// What the gateway measures of a backend; shared across reloads by address.
 pub struct BackendStats {

@@ -14,7 +14,7 @@ use prometheus::IntCounterVec;
 
 use super::series::{Counters, LimitCounters, Series, CAPACITY};
 use crate::gateway::Shared;
-use crate::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 /// The series, shared by the sampler that writes it and the admin listener
 /// that serves it.

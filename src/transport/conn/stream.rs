@@ -19,7 +19,7 @@ use tokio::time::Sleep;
 use super::deadline::{Deadlines, Expiry};
 use crate::config::ClientLimits;
 use crate::errors::{json_body, GatewayError};
-use crate::request_id::RequestId;
+use crate::request::request_id::RequestId;
 
 const NO_SIGNAL: u8 = 0;
 const STARTED: u8 = 1;

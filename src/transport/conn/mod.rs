@@ -8,7 +8,7 @@
 //!   connections ([`deadline`], [`stream`]): Pingora's own read timeout
 //!   restarts at every read (pingora#447);
 //! - HTTP/2 connections get the SETTINGS/PING flood guard instead
-//!   (`crate::h2_flood`); the h2 crate bounds their streams and headers.
+//!   (`crate::transport::h2_guard`); the h2 crate bounds their streams and headers.
 //!
 //! The proxy tells a connection's stream when a request head has been read
 //! and when its response is done ([`request_started`], [`request_done`]),
@@ -32,7 +32,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_proxy::Session;
 
 use crate::gateway::Shared;
-use crate::h2_flood::{GuardedStream, PREFACE};
+use crate::transport::h2_guard::{GuardedStream, PREFACE};
 
 pub use counts::{ConnCounts, Refusal};
 pub use stream::{ClientStream, TimeoutCounters};

@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use pingora_proxy::Session;
 
-use crate::access_log::Entry;
 use crate::gateway::Shared;
-use crate::metrics::RouteMetrics;
+use crate::telemetry::access_log::Entry;
+use crate::telemetry::metrics::RouteMetrics;
 
 /// The parts of a finished request that are recorded.
 pub struct Done<'a> {

@@ -13,7 +13,7 @@
 //!
 //! The count happens below the HTTP/2 parser, on the transport stream, so it
 //! needs nothing from Pingora but the stream. Only HTTP/2 connections are
-//! wrapped (`crate::client_conn` tells them apart: ALPN h2 on TLS, the
+//! wrapped (`crate::transport::conn` tells them apart: ALPN h2 on TLS, the
 //! connection preface on an h2c listener).
 
 mod frames;

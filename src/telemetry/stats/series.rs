@@ -177,7 +177,7 @@ fn diff(before: &Counters, after: &Counters, seconds: f64, t: f64) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::latency::LatencyHistogram;
+    use crate::telemetry::stats::latency::LatencyHistogram;
 
     const SEC: u64 = 1_000_000_000;
 

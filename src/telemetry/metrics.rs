@@ -6,7 +6,7 @@
 //! looking a labelled child up per request would hash its labels and take a
 //! lock each time. The gauges that describe the live config (backend health,
 //! in-flight counts, adaptive limits) are computed per scrape in
-//! [`crate::live_gauges`], so a backend removed by a reload disappears from the
+//! [`crate::telemetry::live_gauges`], so a backend removed by a reload disappears from the
 //! output instead of reporting stale values.
 
 use std::collections::BTreeMap;
@@ -19,7 +19,7 @@ use prometheus::{
 
 use crate::gateway::Gateway;
 use crate::limits::redis_store::StoreMetrics;
-use crate::stats::LatencyHistogram;
+use crate::telemetry::stats::LatencyHistogram;
 
 /// One route's request counters and duration histogram.
 pub struct RouteMetrics {
@@ -241,8 +241,8 @@ impl Metrics {
     }
 
     /// The counters a client connection's deadlines count in.
-    pub fn client_timeouts(&self) -> crate::client_conn::TimeoutCounters {
-        crate::client_conn::TimeoutCounters {
+    pub fn client_timeouts(&self) -> crate::transport::conn::TimeoutCounters {
+        crate::transport::conn::TimeoutCounters {
             request_header: self.client_timeouts.with_label_values(&["request_header"]),
             idle: self.client_timeouts.with_label_values(&["idle"]),
         }
@@ -298,7 +298,11 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(crate::live_gauges::families(gw, now, open_connections));
+        families.extend(crate::telemetry::live_gauges::families(
+            gw,
+            now,
+            open_connections,
+        ));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
