@@ -10,8 +10,8 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use sluice::config;
 use sluice::filters::Registry;
-use sluice::gateway::Gateway;
 use sluice::keys::KeyInput;
+use sluice::live::Generation;
 use sluice::telemetry::metrics::Metrics;
 use sluice::upstream::{AttemptTracker, Pick};
 
@@ -65,7 +65,7 @@ fn request(path: &str) -> RequestHeader {
 fn bench(c: &mut Criterion) {
     let loaded = config::load(CONFIG, &Registry::builtin()).unwrap_or_else(|e| panic!("{e:?}"));
     let metrics = Metrics::new();
-    let gw = Gateway::build(loaded.gateway, &metrics);
+    let gw = Generation::compile(loaded.gateway, &metrics);
     let clock = sluice::limits::MonotonicClock::new();
     let ip = Some("10.1.2.3".parse().unwrap());
     let mut rng = SmallRng::seed_from_u64(1);

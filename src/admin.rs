@@ -16,15 +16,22 @@ use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 use crate::config::AdminToken;
-use crate::gateway::{Gateway, Shared};
-use crate::reload::Reloader;
+use crate::lifecycle::Draining;
+use crate::limits::{Clock, MonotonicClock};
+use crate::live::{Generation, Live, Reloader};
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::stats::{Stats, CAPACITY};
+use crate::transport::conn::ConnCounts;
 
 mod auth;
 mod dashboard;
 
 pub struct AdminApp {
-    pub shared: Arc<Shared>,
+    pub live: Live,
+    pub metrics: Arc<Metrics>,
+    pub clock: MonotonicClock,
+    pub clients: Arc<ConnCounts>,
+    pub draining: Draining,
     pub reloader: Arc<Reloader>,
     pub token: Option<AdminToken>,
     pub stats: Arc<Stats>,
@@ -41,7 +48,7 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<
 }
 
 /// The `/status` document.
-pub fn status(gw: &Gateway, now: u64) -> Value {
+pub fn status(gw: &Generation, now: u64) -> Value {
     let routes: Vec<Value> = gw
         .routes
         .iter()
@@ -168,13 +175,13 @@ fn describe_limit(spec: &crate::limits::LimitSpec) -> Value {
 }
 
 /// What `/status` says about the process itself.
-fn process(shared: &Shared) -> Value {
+fn process(now: u64, draining: &Draining) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "pid": std::process::id(),
         // The limiter clock starts when the process does.
-        "uptime_seconds": (shared.now_nanos() as f64 / 1e9).floor(),
-        "draining": shared.is_draining(),
+        "uptime_seconds": (now as f64 / 1e9).floor(),
+        "draining": draining.is_draining(),
     })
 }
 
@@ -239,13 +246,12 @@ impl ServeHttp for AdminApp {
             "/metrics" => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.shared
-                    .metrics
-                    .render(
-                        &self.shared.load(),
-                        self.shared.now_nanos(),
-                        self.shared.clients.open(),
-                    ),
+                self.metrics.render(
+                    &self
+                        .live
+                        .load()
+                        .snapshot(self.clock.now_nanos(), self.clients.open()),
+                ),
             ),
             "/reload" if method != http::Method::POST => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -277,8 +283,9 @@ impl ServeHttp for AdminApp {
                 reply(status, "application/json", body)
             }
             "/status" => {
-                let mut doc = status(&self.shared.load(), self.shared.now_nanos());
-                doc["process"] = process(&self.shared);
+                let now = self.clock.now_nanos();
+                let mut doc = status(&self.live.load(), now);
+                doc["process"] = process(now, &self.draining);
                 doc["reloads"] = json!(self.reloader.history());
                 json_reply(StatusCode::OK, &doc)
             }

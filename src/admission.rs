@@ -10,9 +10,9 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use smallvec::SmallVec;
 
 use crate::errors;
-use crate::gateway::Route;
 use crate::keys::{KeyInput, KeyValue};
 use crate::limits::{self, Decision, Limiter, Priority, Verdict};
+use crate::live::Route;
 
 /// A limit and the request's value of its key.
 type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);

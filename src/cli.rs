@@ -13,15 +13,20 @@ use pingora_core::services::listening::Service as ListeningService;
 use crate::admin::AdminApp;
 use crate::config::{self, ConfigError, Loaded};
 use crate::filters::Registry;
-use crate::gateway::Shared;
-use crate::lifecycle::{self, DeferredCleanup, DrainOnUpgrade, SighupReload, SweepLimits};
+use crate::lifecycle::{
+    self, DeferredCleanup, DrainOnUpgrade, Draining, SighupReload, SweepLimits,
+};
+use crate::limits::{Clock, MonotonicClock};
 use crate::listen;
+use crate::live::{Live, Reloader};
 use crate::proxy::Proxy;
-use crate::reload::Reloader;
 use crate::telemetry::access_log::{AccessLog, AccessLogService};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::observe::Recorder;
 use crate::telemetry::stats::{SampleStats, Stats};
-use crate::transport::conn::{self, ClientGuard};
-use crate::upstream::HealthService;
+use crate::transport::conn::{self, ClientGuard, ConnCounts};
+use crate::upstream::dns::DnsService;
+use crate::upstream::{HealthService, LivePools};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,26 +96,47 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     };
     let listeners = config.listeners.clone();
     let admin = config.admin.clone();
-    let access_log = config.access_log.clone().map(AccessLog::new);
+    let access_log = config
+        .access_log
+        .clone()
+        .map(|spec| Arc::new(AccessLog::new(spec)));
     let server_yaml = server_conf.to_yaml();
-    let shared = Shared::new(config, access_log);
-    let stats = Stats::new(shared.now_nanos());
+    // The process-wide handles, each given only to the services that use it.
+    let metrics = Arc::new(Metrics::new());
+    // The one clock limiters are read with, so state kept across reloads
+    // keeps its meaning.
+    let clock = MonotonicClock::new();
+    let clients = Arc::new(ConnCounts::default());
+    let draining = Draining::default();
+    let (live, owner) = Live::start(config, metrics.clone(), clock);
+    let dns_table = owner.dns_table();
+    let stats = Stats::new(clock.now_nanos());
     let reloader = Arc::new(Reloader::new(
         cli.conf.clone(),
         registry,
-        shared.clone(),
+        live.clone(),
+        metrics.clone(),
         server_yaml,
     ));
+    let client_settings: conn::Settings = {
+        let live = live.clone();
+        Arc::new(move || live.load().config.clients)
+    };
+    let conn_metrics = metrics.connections();
+    let recorder = Recorder {
+        metrics: metrics.clone(),
+        access_log: access_log.clone(),
+    };
 
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     let phases = server.watch_execution_phase();
     server.bootstrap();
 
     let grace = server.configuration.grace_period_seconds.unwrap_or(300);
-    let h2_max_streams = shared.load().config.h2_max_streams;
+    let h2_max_streams = live.load().config.h2_max_streams;
     let nofile = conn::nofile::raise_limit();
     let default_max_connections = conn::nofile::default_max_connections(nofile);
-    if let (Some(n), Some(max)) = (nofile, shared.load().config.clients.max_connections) {
+    if let (Some(n), Some(max)) = (nofile, live.load().config.clients.max_connections) {
         if u64::from(max) * 2 > n {
             log::warn!(
                 "max_connections {max} with a file descriptor limit of {n}: \
@@ -125,11 +151,14 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         if mine.is_empty() {
             continue;
         }
-        let mut app = pingora_proxy::http_proxy(&server.configuration, Proxy::new(shared.clone()));
+        let mut app = pingora_proxy::http_proxy(
+            &server.configuration,
+            Proxy::new(live.clone(), clock, recorder.clone(), draining.clone()),
+        );
         app.h2_options = Some(listen::h2_options(h2_max_streams));
         app.server_options = Some(listen::server_options(
             h2c,
-            shared.load().config.clients.keepalive_timeout,
+            live.load().config.clients.keepalive_timeout,
         ));
         let name = if h2c {
             "sluice proxy h2c"
@@ -141,7 +170,9 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
             DeferredCleanup {
                 inner: Arc::new(ClientGuard {
                     inner: Arc::new(app),
-                    shared: shared.clone(),
+                    settings: client_settings.clone(),
+                    counts: clients.clone(),
+                    metrics: conn_metrics.clone(),
                     h2c,
                     default_max_connections,
                 }),
@@ -149,7 +180,9 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
             },
         );
         proxy.set_connection_filter(Arc::new(conn::AcceptFilter {
-            shared: shared.clone(),
+            settings: client_settings.clone(),
+            counts: clients.clone(),
+            metrics: conn_metrics.clone(),
             default_max_connections,
         }));
         for l in mine {
@@ -164,22 +197,26 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         }
         server.add_service(proxy);
     }
+    server.add_service(background_service("live gateway owner", owner));
+    let live_pools: LivePools = {
+        let live = live.clone();
+        Arc::new(move || live.load().pools.values().cloned().collect())
+    };
     server.add_service(background_service(
         "health checks",
-        HealthService {
-            shared: shared.clone(),
-        },
+        HealthService { pools: live_pools },
     ));
     server.add_service(background_service(
         "dns discovery",
-        crate::upstream::dns::DnsService {
-            shared: shared.clone(),
+        DnsService {
+            table: dns_table,
+            live: Arc::new(live.clone()),
         },
     ));
     server.add_service(background_service(
         "drain on upgrade",
         DrainOnUpgrade {
-            shared: shared.clone(),
+            draining: draining.clone(),
             phases: std::sync::Mutex::new(Some(phases)),
         },
     ));
@@ -189,27 +226,32 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
     ));
     server.add_service(background_service(
         "limit sweeper",
-        SweepLimits(shared.clone()),
+        SweepLimits {
+            live: live.clone(),
+            clock,
+        },
     ));
-    if shared.access_log.is_some() {
-        server.add_service(background_service(
-            "access log",
-            AccessLogService(shared.clone()),
-        ));
+    if let Some(log) = access_log {
+        server.add_service(background_service("access log", AccessLogService(log)));
     }
     if let Some(admin) = admin {
         // Only the admin listener reads the series.
         server.add_service(background_service(
             "stats sampler",
             SampleStats {
-                shared: shared.clone(),
+                metrics: metrics.clone(),
+                clock,
                 stats: stats.clone(),
             },
         ));
         let mut svc = ListeningService::new(
             "admin".to_string(),
             AdminApp {
-                shared: Arc::clone(&shared),
+                live,
+                metrics,
+                clock,
+                clients,
+                draining,
                 reloader,
                 token: admin.token,
                 stats,

@@ -1,6 +1,7 @@
-//! The responses the gateway makes itself, in one place (as linkerd2-proxy
-//! turns its internal errors into HTTP responses in one place): a status and
-//! a small JSON body `{"error": "...", "request_id": "..."}`.
+//! What the gateway's own responses say: which error maps to which status
+//! and message, and the small JSON body `{"error": "...", "request_id": "..."}`.
+//! This is the vocabulary; sending an answer (when it may be written, what
+//! every answer carries) is `proxy::answer`'s job.
 
 use bytes::Bytes;
 use pingora_core::{Error, ErrorSource, ErrorType};

@@ -14,14 +14,13 @@ pub mod errors;
 pub mod filters;
 #[doc(hidden)]
 pub mod fuzz_targets;
-pub mod gateway;
 pub mod grpc;
 pub mod keys;
 pub mod lifecycle;
 pub mod limits;
 pub mod listen;
+pub mod live;
 pub mod proxy;
-pub mod reload;
 pub mod request;
 pub mod router;
 pub mod telemetry;

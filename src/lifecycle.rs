@@ -2,6 +2,7 @@
 //! config, an upgrade or shutdown starts draining, and idle limiter state is
 //! swept.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +11,24 @@ use pingora_core::server::{ExecutionPhase, ShutdownWatch};
 use pingora_core::services::background::BackgroundService;
 use tokio::sync::broadcast;
 
-use crate::gateway::Shared;
-use crate::reload::Reloader;
+use crate::limits::{Clock, MonotonicClock};
+use crate::live::{Live, Reloader};
+
+/// Set once an upgrade or shutdown has begun: from then on responses ask
+/// clients to close their connections, so that no keep-alive connection is
+/// left idle on a process about to drop it.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Until a handler is installed, SIGHUP would terminate the process; install
 /// a no-op one first thing, so a reload sent during start-up is harmless.
@@ -59,7 +76,7 @@ impl BackgroundService for SighupReload {
 /// moves each client, after its current request, to a fresh connection,
 /// which the new process accepts.
 pub struct DrainOnUpgrade {
-    pub shared: Arc<Shared>,
+    pub draining: Draining,
     pub phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
 }
 
@@ -78,10 +95,10 @@ impl BackgroundService for DrainOnUpgrade {
                     | ExecutionPhase::GracefulTerminate
                     | ExecutionPhase::ShutdownStarted,
                 ) => {
-                    if !self.shared.is_draining() {
+                    if !self.draining.is_draining() {
                         log::info!("draining: responses now close their connections");
                     }
-                    self.shared.start_draining();
+                    self.draining.start();
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -91,7 +108,10 @@ impl BackgroundService for DrainOnUpgrade {
 }
 
 /// Evicts limiter state of idle keys every second.
-pub struct SweepLimits(pub Arc<Shared>);
+pub struct SweepLimits {
+    pub live: Live,
+    pub clock: MonotonicClock,
+}
 
 #[async_trait]
 impl BackgroundService for SweepLimits {
@@ -99,16 +119,16 @@ impl BackgroundService for SweepLimits {
         loop {
             // The shared store connects once the server runs (after any
             // fork), not at its first request; a reloaded one at the next tick.
-            if let Some(store) = &self.0.load().redis {
+            if let Some(store) = &self.live.load().redis {
                 store.ensure_started();
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
-            let gw = self.0.load();
-            let now = self.0.now_nanos();
-            for limiter in gw.limiters.values() {
+            let generation = self.live.load();
+            let now = self.clock.now_nanos();
+            for limiter in generation.limiters.values() {
                 limiter.sweep(now);
             }
         }

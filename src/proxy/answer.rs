@@ -1,8 +1,9 @@
-//! The one place the gateway answers a request itself: a 404, a 408, a
-//! 413, a 429, a 5xx, a filter's reply all go through [`Proxy::answer`].
+//! How the gateway sends an answer of its own: a 404, a 408, a 413, a 429, a
+//! 5xx, a filter's reply all go through [`Proxy::answer`] (what they say is
+//! `crate::errors`' vocabulary).
 //!
-//! Doing it in one place (as linkerd2-proxy turns its errors into responses
-//! in one place) is what makes three promises hold for every such answer:
+//! One sending path (as linkerd2-proxy turns its errors into responses in
+//! one place) is what makes three promises hold for every such answer:
 //! - it is never written once any byte of a response has gone to the
 //!   client. Writing then would splice the gateway's JSON into the
 //!   backend's body, and the client could read a response that looks
@@ -35,7 +36,7 @@ impl Proxy {
         (mut header, body): (ResponseHeader, Bytes),
         message: &str,
     ) -> Result<()> {
-        if self.shared.is_draining() {
+        if self.draining.is_draining() {
             session.set_keepalive(None);
         }
         if session.response_written().is_some() {

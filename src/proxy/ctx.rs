@@ -11,8 +11,8 @@ use pingora_http::ResponseHeader;
 use smallvec::SmallVec;
 
 use crate::filters::FilterContext;
-use crate::gateway::{Gateway, Route};
 use crate::limits::Verdict;
+use crate::live::{Generation, Route};
 use crate::request::body_limit::BodyLimit;
 use crate::request::path::OriginalTarget;
 use crate::request::request_id::RequestId;
@@ -34,7 +34,7 @@ pub(super) enum LimitState {
 /// Everything the gateway learns about one request, from phase to phase.
 pub struct RequestCtx {
     /// The config snapshot this request runs on, start to end.
-    pub(super) gateway: Option<Arc<Gateway>>,
+    pub(super) gateway: Option<Arc<Generation>>,
     pub(super) route: Option<usize>,
     pub(super) filter_ctx: Option<FilterContext>,
     /// How many of the route's filters ran their request hook: their
@@ -73,7 +73,7 @@ impl Drop for RequestCtx {
 }
 
 impl RequestCtx {
-    pub(super) fn route(&self) -> Option<(&Gateway, &Route)> {
+    pub(super) fn route(&self) -> Option<(&Generation, &Route)> {
         let gw = self.gateway.as_deref()?;
         Some((gw, gw.routes.get(self.route?)?))
     }

@@ -22,27 +22,41 @@ use crate::admission;
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
-use crate::gateway::Shared;
 use crate::grpc;
 use crate::keys::KeyInput;
+use crate::lifecycle::Draining;
 use crate::limits::Outcome;
+use crate::limits::{Clock, MonotonicClock};
+use crate::live::Live;
 use crate::request::body_limit::{self, BodyLimit};
 use crate::request::forwarded::{self, X_FORWARDED_FOR};
 use crate::request::header_size;
 use crate::request::path;
 use crate::request::request_id::{RequestId, X_REQUEST_ID};
+use crate::telemetry::observe::Recorder;
 use crate::upstream::{Failure, Pick};
 
 use ctx::LimitState;
 pub use ctx::RequestCtx;
 
+/// What the proxy reads: the live generation, the one clock limits and
+/// durations are read with, where finished requests are recorded, and
+/// whether the process is draining.
 pub struct Proxy {
-    shared: Arc<Shared>,
+    live: Live,
+    clock: MonotonicClock,
+    recorder: Recorder,
+    draining: Draining,
 }
 
 impl Proxy {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Proxy { shared }
+    pub fn new(live: Live, clock: MonotonicClock, recorder: Recorder, draining: Draining) -> Self {
+        Proxy {
+            live,
+            clock,
+            recorder,
+            draining,
+        }
     }
 }
 
@@ -80,8 +94,8 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.started = self.shared.now_nanos();
-        let gw = self.shared.load();
+        ctx.started = self.clock.now_nanos();
+        let gw = self.live.load();
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
         ctx.grpc = grpc::is_grpc(&req.headers);
@@ -232,7 +246,7 @@ impl ProxyHttp for Proxy {
             pool.budget.record_request(ctx.started);
             ctx.started
         } else {
-            self.shared.now_nanos()
+            self.clock.now_nanos()
         };
         let req = session.req_header();
         let input = KeyInput {
@@ -297,7 +311,7 @@ impl ProxyHttp for Proxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.release_inflight();
-        let now = self.shared.now_nanos();
+        let now = self.clock.now_nanos();
         let settled = ctx.attempt.connect_failed(now);
         ctx.settle(settled, now);
         // Nothing was sent, so any method may go to another backend, within
@@ -330,7 +344,7 @@ impl ProxyHttp for Proxy {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        let now = self.shared.now_nanos();
+        let now = self.clock.now_nanos();
         let settled = ctx.attempt.failed(Failure::classify(&e, e.retry()), now);
         ctx.settle(settled, now);
         if e.retry() {
@@ -397,11 +411,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if ctx.attempt.open_since().is_some() {
-            let now = self.shared.now_nanos();
+            let now = self.clock.now_nanos();
             let settled = ctx.attempt.answered(upstream_response.status.as_u16(), now);
             ctx.settle(settled, now);
         }
-        if self.shared.is_draining() {
+        if self.draining.is_draining() {
             session.set_keepalive(None);
         }
         ctx.dress_response(upstream_response);
@@ -441,17 +455,12 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         crate::transport::conn::request_done(session);
-        let now = self.shared.now_nanos();
+        let now = self.clock.now_nanos();
         let settled = ctx.attempt.finish(e, now);
         ctx.settle(settled, now);
         ctx.release_inflight();
         let limit_label = ctx.finish_limits();
-        crate::telemetry::observe::request_done(
-            &self.shared,
-            session,
-            ctx.done(),
-            &limit_label,
-            now,
-        );
+        self.recorder
+            .request_done(session, ctx.done(), &limit_label, now);
     }
 }

@@ -123,14 +123,12 @@ impl AccessLog {
 
 /// The writer, run as a background service so its thread starts after
 /// Pingora has daemonized (a thread started before `fork` would not survive).
-pub struct AccessLogService(pub std::sync::Arc<crate::gateway::Shared>);
+pub struct AccessLogService(pub std::sync::Arc<AccessLog>);
 
 #[async_trait]
 impl BackgroundService for AccessLogService {
     async fn start(&self, _shutdown: ShutdownWatch) {
-        let Some(log) = &self.0.access_log else {
-            return;
-        };
+        let log = &self.0;
         let Some(rx) = log.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };

@@ -2,19 +2,17 @@
 //! in-flight counts, panic mode, adaptive limits, the shared store's circuit)
 //! and the open client connections.
 //!
-//! They are computed from the config snapshot at each scrape into metric
+//! They are computed from a [`LiveSnapshot`] taken at each scrape into metric
 //! families of their own, never stored in the registry: shared gauges would
 //! have to be reset and set again per scrape, and two scrapes at once could
 //! interleave those steps and report a half-reset set. A backend or limit
 //! that a reload removed simply stops appearing.
 
-use std::sync::atomic::Ordering;
-
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntGaugeVec, Opts};
 
-use crate::gateway::Gateway;
+use crate::telemetry::snapshot::LiveSnapshot;
 
 #[allow(
     clippy::expect_used,
@@ -24,13 +22,12 @@ fn int_gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
 }
 
-/// The families for `gw` at `now` (limiter clock), with the count of open
-/// client connections.
+/// The families for one scrape's snapshot.
 #[allow(
     clippy::expect_used,
     reason = "static metric definitions: they fail only on a programming error, which every test run would catch"
 )]
-pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFamily> {
+pub fn families(live: &LiveSnapshot) -> Vec<MetricFamily> {
     let healthy = int_gauge(
         "sluice_upstream_backend_healthy",
         "1 when active health checks let the backend take traffic.",
@@ -51,22 +48,17 @@ pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFami
         "1 while too few backends are available and the pool balances across all.",
         &["upstream"],
     );
-    for (name, pool) in &gw.pools {
+    for pool in &live.pools {
         panic_mode
-            .with_label_values(&[name.as_str()])
-            .set(i64::from(pool.in_panic()));
-        for (i, b) in pool.backends.iter().enumerate() {
-            let addr = b.addr.to_string();
-            let labels = [name.as_str(), addr.as_str()];
-            healthy
-                .with_label_values(&labels)
-                .set(i64::from(pool.is_healthy(i)));
-            ejected
-                .with_label_values(&labels)
-                .set(i64::from(pool.is_ejected(i, now)));
+            .with_label_values(&[pool.name.as_str()])
+            .set(i64::from(pool.panic_mode));
+        for b in &pool.backends {
+            let labels = [pool.name.as_str(), b.addr.as_str()];
+            healthy.with_label_values(&labels).set(i64::from(b.healthy));
+            ejected.with_label_values(&labels).set(i64::from(b.ejected));
             in_flight
                 .with_label_values(&labels)
-                .set(b.stats.inflight.load(Ordering::Relaxed) as i64);
+                .set(i64::try_from(b.in_flight).unwrap_or(i64::MAX));
         }
     }
     let adaptive_limit = GaugeVec::new(
@@ -82,15 +74,13 @@ pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFami
         "Requests an adaptive_concurrency limit holds now (its busiest key).",
         &["limit"],
     );
-    for (name, limiter) in &gw.limiters {
-        if let Some((s, _)) = limiter.adaptive() {
-            adaptive_limit
-                .with_label_values(&[name.as_str()])
-                .set(s.limit);
-            adaptive_in_flight
-                .with_label_values(&[name.as_str()])
-                .set(s.in_flight as i64);
-        }
+    for a in &live.adaptive {
+        adaptive_limit
+            .with_label_values(&[a.name.as_str()])
+            .set(a.limit);
+        adaptive_in_flight
+            .with_label_values(&[a.name.as_str()])
+            .set(i64::try_from(a.in_flight).unwrap_or(i64::MAX));
     }
     let mut out = Vec::new();
     let circuit = prometheus::IntGauge::new(
@@ -98,8 +88,8 @@ pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFami
         "1 while the shared store is skipped after repeated failures.",
     )
     .expect("static metric definition");
-    if let Some(store) = &gw.redis {
-        circuit.set(i64::from(!store.is_available()));
+    if let Some(open) = live.store_circuit_open {
+        circuit.set(i64::from(open));
         out.extend(circuit.collect());
     }
     let open = prometheus::IntGauge::new(
@@ -107,7 +97,7 @@ pub fn families(gw: &Gateway, now: u64, open_connections: u32) -> Vec<MetricFami
         "Client connections open now (what max_connections caps).",
     )
     .expect("static metric definition");
-    open.set(i64::from(open_connections));
+    open.set(i64::from(live.open_connections));
     out.extend(open.collect());
     out.extend(healthy.collect());
     out.extend(in_flight.collect());

@@ -17,9 +17,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::gateway::Gateway;
 use crate::limits::redis_store::StoreMetrics;
+use crate::telemetry::snapshot::LiveSnapshot;
 use crate::telemetry::stats::LatencyHistogram;
+use crate::transport::conn::{ConnMetrics, TimeoutCounters};
 
 /// One route's request counters and duration histogram.
 pub struct RouteMetrics {
@@ -236,15 +237,14 @@ impl Metrics {
     }
 
     /// Counts a client connection refused on arrival.
-    pub fn connection_refused(&self, reason: &str) {
-        self.client_refused.with_label_values(&[reason]).inc();
-    }
-
-    /// The counters a client connection's deadlines count in.
-    pub fn client_timeouts(&self) -> crate::transport::conn::TimeoutCounters {
-        crate::transport::conn::TimeoutCounters {
-            request_header: self.client_timeouts.with_label_values(&["request_header"]),
-            idle: self.client_timeouts.with_label_values(&["idle"]),
+    /// The counters the client transport counts refusals and deadlines in.
+    pub fn connections(&self) -> ConnMetrics {
+        ConnMetrics {
+            refused: self.client_refused.clone(),
+            timeouts: TimeoutCounters {
+                request_header: self.client_timeouts.with_label_values(&["request_header"]),
+                idle: self.client_timeouts.with_label_values(&["idle"]),
+            },
         }
     }
 
@@ -296,13 +296,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, gw: &Gateway, now: u64, open_connections: u32) -> Vec<u8> {
+    /// `live` is what the live generation and the connection counts say at
+    /// this scrape.
+    pub fn render(&self, live: &LiveSnapshot) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(crate::telemetry::live_gauges::families(
-            gw,
-            now,
-            open_connections,
-        ));
+        families.extend(crate::telemetry::live_gauges::families(live));
         families.sort_by(|a, b| a.name().cmp(b.name()));
         let mut out = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

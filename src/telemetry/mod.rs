@@ -9,4 +9,5 @@ pub mod access_log;
 mod live_gauges;
 pub mod metrics;
 pub mod observe;
+pub mod snapshot;
 pub mod stats;

@@ -2,12 +2,19 @@
 //! duration histogram, and the access log line.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use pingora_proxy::Session;
 
-use crate::gateway::Shared;
-use crate::telemetry::access_log::Entry;
-use crate::telemetry::metrics::RouteMetrics;
+use crate::telemetry::access_log::{AccessLog, Entry};
+use crate::telemetry::metrics::{Metrics, RouteMetrics};
+
+/// Where a finished request is recorded: the proxy's one handle on telemetry.
+#[derive(Clone)]
+pub struct Recorder {
+    pub metrics: Arc<Metrics>,
+    pub access_log: Option<Arc<AccessLog>>,
+}
 
 /// The parts of a finished request that are recorded.
 pub struct Done<'a> {
@@ -35,44 +42,46 @@ fn protocol(version: http::Version) -> &'static str {
     }
 }
 
-/// Records a finished request; `now_nanos` is the limiter clock's reading.
-pub fn request_done(shared: &Shared, session: &Session, done: Done, limit: &str, now_nanos: u64) {
-    let status = session.response_written().map_or(0, |r| r.status.as_u16());
-    let elapsed = match done.started_nanos {
-        0 => std::time::Duration::ZERO,
-        started => std::time::Duration::from_nanos(now_nanos.saturating_sub(started)),
-    };
-    let m = &shared.metrics;
-    done.metrics
-        .unwrap_or(&m.no_route)
-        .observe(status, elapsed.as_secs_f64());
-
-    if let Some(log) = &shared.access_log {
-        let req = session.req_header();
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let entry = Entry {
-            ts: (ts * 1000.0).round() / 1000.0,
-            request_id: done.request_id,
-            client_ip: done
-                .client_ip
-                .map_or_else(|| "-".to_string(), |ip| ip.to_string()),
-            method: req.method.as_str(),
-            protocol: protocol(req.version),
-            path: req.uri.path(),
-            status,
-            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-            route: done.route,
-            upstream: done.upstream,
-            backend: done
-                .backend
-                .map_or_else(|| "-".to_string(), |b| b.to_string()),
-            limit,
-            attempts: done.attempts,
+impl Recorder {
+    /// Records a finished request; `now_nanos` is the limiter clock's reading.
+    pub fn request_done(&self, session: &Session, done: Done, limit: &str, now_nanos: u64) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = match done.started_nanos {
+            0 => std::time::Duration::ZERO,
+            started => std::time::Duration::from_nanos(now_nanos.saturating_sub(started)),
         };
-        if !log.record(&entry) {
-            m.access_log_dropped.inc();
+        let m = &self.metrics;
+        done.metrics
+            .unwrap_or(&m.no_route)
+            .observe(status, elapsed.as_secs_f64());
+
+        if let Some(log) = &self.access_log {
+            let req = session.req_header();
+            let ts = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            let entry = Entry {
+                ts: (ts * 1000.0).round() / 1000.0,
+                request_id: done.request_id,
+                client_ip: done
+                    .client_ip
+                    .map_or_else(|| "-".to_string(), |ip| ip.to_string()),
+                method: req.method.as_str(),
+                protocol: protocol(req.version),
+                path: req.uri.path(),
+                status,
+                duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+                route: done.route,
+                upstream: done.upstream,
+                backend: done
+                    .backend
+                    .map_or_else(|| "-".to_string(), |b| b.to_string()),
+                limit,
+                attempts: done.attempts,
+            };
+            if !log.record(&entry) {
+                m.access_log_dropped.inc();
+            }
         }
     }
 }

@@ -2,8 +2,15 @@
 //! gateway runs, and every A/AAAA record becomes a backend.
 //!
 //! The [`DnsTable`] holds the last good answer per name; a pool is built from
-//! it like from literal addresses, and a changed answer rebuilds the live
-//! gateway the way a reload does, so backends that stay keep their health,
+//! it like from literal addresses. The table is written by the live gateway's
+//! owner alone: the [`DnsService`] only reads when names are due, resolves
+//! them, and hands the answers to the owner (through [`Discovery`]), which
+//! records them and, when an answer changed, builds the next generation the
+//! way a reload does. One writer is what keeps a reload and a DNS round from
+//! undoing each other: the names of the config being installed and the
+//! answers for them change in the same place, one input at a time.
+//!
+//! A changed answer keeps what it can: backends that stay keep their health,
 //! in-flight counts and latency (shared by address), new ones join through
 //! slow start, and removed ones finish the requests that still hold the old
 //! snapshot. A failed or empty answer keeps the last good set: a resolver
@@ -28,7 +35,6 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
 use crate::config::Config;
-use crate::gateway::{Gateway, Shared};
 
 /// A TTL shorter than this is read as this, so a zero TTL cannot turn the
 /// refresh into a busy loop.
@@ -90,10 +96,9 @@ impl DnsTable {
         })
     }
 
-    /// The names due for resolution at `now`; forgets names no longer used.
+    /// The names of `wanted` due for resolution at `now`.
     pub fn due(&self, wanted: &BTreeMap<String, Option<Duration>>, now: Instant) -> Vec<String> {
-        let mut entries = self.lock();
-        entries.retain(|host, _| wanted.contains_key(host));
+        let entries = self.lock();
         wanted
             .keys()
             .filter(|host| {
@@ -103,6 +108,11 @@ impl DnsTable {
             })
             .cloned()
             .collect()
+    }
+
+    /// Forgets the names `wanted` does not have (the config stopped using them).
+    pub fn retain(&self, wanted: &BTreeMap<String, Option<Duration>>) {
+        self.lock().retain(|host, _| wanted.contains_key(host));
     }
 
     /// Records an answer; returns whether the name's addresses changed. A
@@ -250,10 +260,27 @@ fn resolve_on_own_runtime(
     });
 }
 
-/// Re-resolves the live config's names when due and swaps in a gateway
-/// built from the new answers.
+/// What the DNS service needs of the live gateway: which names it uses now,
+/// and where answers go. The live gateway's owner implements it.
+pub trait Discovery: Send + Sync {
+    /// The live config's names (with their refresh) and its `resolver:` servers.
+    fn wanted(&self) -> (BTreeMap<String, Option<Duration>>, Vec<SocketAddr>);
+    /// Answers to record; the owner ignores names its config no longer has.
+    fn answered(&self, answers: Vec<Resolved>);
+}
+
+/// One name's answer, as the DNS service got it.
+pub struct Resolved {
+    pub host: String,
+    pub refresh: Option<Duration>,
+    pub answer: Answer,
+    pub at: Instant,
+}
+
+/// Resolves the live config's names when due and hands the answers on.
 pub struct DnsService {
-    pub shared: Arc<Shared>,
+    pub table: Arc<DnsTable>,
+    pub live: Arc<dyn Discovery>,
 }
 
 /// How long the loop sleeps at most, so a reload's new names resolve promptly.
@@ -269,18 +296,14 @@ impl BackgroundService for DnsService {
             if *shutdown.borrow() {
                 return;
             }
-            let gw = self.shared.load();
-            let wanted = names(&gw.config);
-            let due = self.shared.dns.due(&wanted, Instant::now());
+            let (wanted, servers) = self.live.wanted();
+            let due = self.table.due(&wanted, Instant::now());
             if !due.is_empty() {
-                if current
-                    .as_ref()
-                    .is_none_or(|(s, _)| *s != gw.config.resolver)
-                {
-                    current = match resolver(&gw.config.resolver) {
+                if current.as_ref().is_none_or(|(s, _)| *s != servers) {
+                    current = match resolver(&servers) {
                         Ok(r) => {
                             complained = false;
-                            Some((gw.config.resolver.clone(), r))
+                            Some((servers.clone(), r))
                         }
                         Err(e) => {
                             if !std::mem::replace(&mut complained, true) {
@@ -301,42 +324,25 @@ impl BackgroundService for DnsService {
                         .map(|_| Answer::Failed("no resolver".into()))
                         .collect(),
                 };
-                let now = Instant::now();
-                let mut changed = false;
-                for (host, answer) in due.iter().zip(answers) {
-                    let refresh = wanted.get(host).copied().flatten();
-                    changed |= self.shared.dns.apply(host, refresh, answer, now, || {
-                        self.shared
-                            .metrics
-                            .dns_failures
-                            .with_label_values(&[host])
-                            .inc()
-                    });
-                }
-                if changed {
-                    rebuild(&self.shared);
-                }
+                let at = Instant::now();
+                self.live.answered(
+                    due.into_iter()
+                        .zip(answers)
+                        .map(|(host, answer)| Resolved {
+                            refresh: wanted.get(&host).copied().flatten(),
+                            host,
+                            answer,
+                            at,
+                        })
+                        .collect(),
+                );
             }
-            drop(gw);
             tokio::select! {
                 _ = tokio::time::sleep(NAP) => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
-}
-
-/// Rebuilds the live gateway from its own config and the table's answers.
-fn rebuild(shared: &Shared) {
-    let _one_at_a_time = shared.rebuild_lock();
-    let gw = shared.load();
-    shared.store(Gateway::rebuild(
-        gw.config.clone(),
-        Some(&gw),
-        shared.now_nanos(),
-        &shared.metrics,
-        &shared.dns,
-    ));
 }
 
 #[cfg(test)]
@@ -399,7 +405,7 @@ mod tests {
             .contains(&"b".to_string()));
         // A name no longer used is forgotten.
         wanted.remove("a");
-        t.due(&wanted, now);
+        t.retain(&wanted);
         assert!(t.backends("a", 80).is_empty());
     }
 }

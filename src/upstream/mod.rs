@@ -21,5 +21,5 @@ pub use outlier::{OutlierSpec, OutlierState};
 pub use peer::{parse_ca, PeerTemplate};
 pub use pool::{pool_targets, BackendState, BackendStats, Pick, Pool, Target};
 pub use selection::{load_aware_cost, Load, Selector};
-pub use service::HealthService;
+pub use service::{HealthService, LivePools};
 pub use view::{HealthState, HealthView};

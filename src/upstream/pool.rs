@@ -128,9 +128,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool for `spec` that keeps what `previous` knew (see the module
-    /// doc). Backends new to the pool start their slow start at `now`.
-    pub fn rebuild(
+    /// A pool for `spec` that succeeds `previous`, keeping what it knew (see
+    /// the module doc). Backends new to the pool start their slow start at `now`.
+    pub fn succeeding(
         spec: UpstreamSpec,
         targets: Vec<Target>,
         previous: Option<&Pool>,

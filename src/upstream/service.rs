@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
-use crate::gateway::Shared;
+use super::Pool;
+
+/// The pools of whichever generation is live, read at each round.
+pub type LivePools = Arc<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>;
 
 pub struct HealthService {
-    pub shared: Arc<Shared>,
+    pub pools: LivePools,
 }
 
 /// How long the loop sleeps at most, so a reload's pools start promptly.
@@ -25,10 +28,10 @@ impl BackgroundService for HealthService {
             if *shutdown.borrow() {
                 return;
             }
-            let gateway = self.shared.load();
+            let pools = (self.pools)();
             let now = Instant::now();
             let mut wake = now + MAX_NAP;
-            for pool in gateway.pools.values() {
+            for pool in &pools {
                 let view = pool.health_view();
                 if let Some(next) = view.next_check() {
                     if next <= now {
@@ -41,7 +44,7 @@ impl BackgroundService for HealthService {
                     }
                 }
             }
-            drop(gateway);
+            drop(pools);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = shutdown.changed() => return,

@@ -13,7 +13,7 @@ use prometheus::core::Collector;
 use prometheus::IntCounterVec;
 
 use super::series::{Counters, LimitCounters, Series, CAPACITY};
-use crate::gateway::Shared;
+use crate::limits::{Clock, MonotonicClock};
 use crate::telemetry::metrics::Metrics;
 
 /// The series, shared by the sampler that writes it and the admin listener
@@ -111,7 +111,8 @@ fn read(metrics: &Metrics) -> Counters {
 
 /// Samples every second until shutdown.
 pub struct SampleStats {
-    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub clock: MonotonicClock,
     pub stats: Arc<Stats>,
 }
 
@@ -128,8 +129,7 @@ impl BackgroundService for SampleStats {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            self.stats
-                .sample(&self.shared.metrics, self.shared.now_nanos());
+            self.stats.sample(&self.metrics, self.clock.now_nanos());
         }
     }
 }

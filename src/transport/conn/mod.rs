@@ -31,17 +31,38 @@ use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::Session;
 
-use crate::gateway::Shared;
+use crate::config::ClientLimits;
 use crate::transport::h2_guard::{GuardedStream, PREFACE};
 
 pub use counts::{ConnCounts, Refusal};
 pub use stream::{ClientStream, TimeoutCounters};
 
+/// The live `clients:` settings: read per connection, so a reload applies to
+/// the next connection accepted. A function rather than the live generation,
+/// so that the transport knows nothing of routes, pools or limits.
+pub type Settings = Arc<dyn Fn() -> ClientLimits + Send + Sync>;
+
+/// The counters a client connection is counted in.
+#[derive(Clone)]
+pub struct ConnMetrics {
+    /// `sluice_client_connections_refused_total`, by reason.
+    pub refused: prometheus::IntCounterVec,
+    pub timeouts: TimeoutCounters,
+}
+
+impl ConnMetrics {
+    fn refused(&self, why: Refusal) {
+        self.refused.with_label_values(&[why.label()]).inc();
+    }
+}
+
 /// A server application whose client connections are admitted, bounded in
 /// time, and guarded by protocol.
 pub struct ClientGuard<A> {
     pub inner: Arc<A>,
-    pub shared: Arc<Shared>,
+    pub settings: Settings,
+    pub counts: Arc<ConnCounts>,
+    pub metrics: ConnMetrics,
     /// Whether plaintext connections may be HTTP/2 (an h2c listener).
     pub h2c: bool,
     /// `max_connections` when the config does not say (see [`nofile`]).
@@ -88,7 +109,7 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let limits = self.shared.load().config.clients;
+        let limits = (self.settings)();
         let ip = stream
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
@@ -96,14 +117,10 @@ where
             .max_connections
             .unwrap_or(self.default_max_connections);
         // Held until the connection ends, however it ends.
-        let _permit = match self
-            .shared
-            .clients
-            .admit(ip, max, limits.max_connections_per_ip)
-        {
+        let _permit = match self.counts.admit(ip, max, limits.max_connections_per_ip) {
             Ok(permit) => permit,
             Err(why) => {
-                self.shared.metrics.connection_refused(why.label());
+                self.metrics.refused(why);
                 log_refusal(why, ip);
                 return None;
             }
@@ -119,7 +136,7 @@ where
             Box::new(ClientStream::new(
                 stream,
                 &limits,
-                self.shared.metrics.client_timeouts(),
+                self.metrics.timeouts.clone(),
             ))
         };
         self.inner.process_new(stream, shutdown).await
@@ -133,7 +150,9 @@ where
 /// The caps checked at accept, before a TLS handshake is spent on a
 /// connection that would be refused after it.
 pub struct AcceptFilter {
-    pub shared: Arc<Shared>,
+    pub settings: Settings,
+    pub counts: Arc<ConnCounts>,
+    pub metrics: ConnMetrics,
     pub default_max_connections: u32,
 }
 
@@ -150,18 +169,17 @@ impl ConnectionFilter for AcceptFilter {
         let Some(addr) = addr else {
             return true;
         };
-        let limits = self.shared.load().config.clients;
+        let limits = (self.settings)();
         let max = limits
             .max_connections
             .unwrap_or(self.default_max_connections);
         match self
-            .shared
-            .clients
+            .counts
             .would_refuse(addr.ip(), max, limits.max_connections_per_ip)
         {
             None => true,
             Some(why) => {
-                self.shared.metrics.connection_refused(why.label());
+                self.metrics.refused(why);
                 log_refusal(why, Some(addr.ip()));
                 false
             }

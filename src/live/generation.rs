@@ -1,24 +1,22 @@
-//! The live gateway: a compiled config (route table, pools, filters, limits)
-//! behind an atomic pointer, and the process-wide state that outlives any one
-//! config (metrics, the limiter clock, whether the process is draining).
+//! One generation of the live gateway: a compiled config (route table,
+//! pools, filters, limits, the shared store's handle), immutable once built.
 //!
-//! Each request loads one snapshot at its start and uses it to the end, so a
-//! reload swaps everything at once and no request sees half a config.
+//! Each request loads one generation at its start and uses it to the end, so
+//! a reload swaps everything at once and no request sees half a config. Only
+//! the owner ([`super::owner`]) builds generations and swaps them in.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use arc_swap::ArcSwap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::config::{Config, RouteSpec};
 use crate::filters::Filter;
 use crate::limits::redis_store::RedisStore;
-use crate::limits::{Clock, Limiter, MonotonicClock, StoreSpec};
+use crate::limits::{Limiter, StoreSpec};
 use crate::router::Router;
-use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::{LimitMetrics, Metrics, RouteMetrics};
-use crate::upstream::dns::{self, DnsTable};
+use crate::telemetry::snapshot::{AdaptiveGauges, BackendGauges, LiveSnapshot, PoolGauges};
+use crate::upstream::dns::DnsTable;
 use crate::upstream::{pool_targets, Pool};
 
 /// A route with everything it refers to resolved.
@@ -33,7 +31,7 @@ pub struct Route {
     pub metrics: RouteMetrics,
 }
 
-pub struct Gateway {
+pub struct Generation {
     pub config: Config,
     pub router: Router,
     pub routes: Vec<Route>,
@@ -43,11 +41,12 @@ pub struct Gateway {
     pub redis: Option<Arc<RedisStore>>,
 }
 
-impl Gateway {
-    /// Compiles a validated config. Cannot fail: validation already checked
-    /// every reference this resolves.
-    pub fn build(config: Config, metrics: &Metrics) -> Gateway {
-        Self::rebuild(config, None, 0, metrics, &DnsTable::default())
+impl Generation {
+    /// Compiles a validated config with nothing to carry over (benchmarks and
+    /// tests; the live gateway is built by its owner). Cannot fail:
+    /// validation already checked every reference this resolves.
+    pub fn compile(config: Config, metrics: &Metrics) -> Generation {
+        Self::build(config, None, 0, metrics, &DnsTable::default())
     }
 
     /// Compiles `config`, keeping what `previous` learned where the config
@@ -56,13 +55,13 @@ impl Gateway {
     /// backends it still has; an unchanged limit keeps its counters.
     /// `now` is the limiter clock's reading, when new backends start their
     /// slow start. Backends given by name are the addresses `dns` holds.
-    pub fn rebuild(
+    pub(crate) fn build(
         config: Config,
-        previous: Option<&Gateway>,
+        previous: Option<&Generation>,
         now: u64,
         metrics: &Metrics,
         dns: &DnsTable,
-    ) -> Gateway {
+    ) -> Generation {
         let pools: BTreeMap<String, Arc<Pool>> = config
             .upstreams
             .values()
@@ -71,7 +70,7 @@ impl Gateway {
                 let targets = pool_targets(spec, dns);
                 let pool = match old {
                     Some(old) if old.spec == *spec && old.targets() == targets => old.clone(),
-                    _ => Arc::new(Pool::rebuild(
+                    _ => Arc::new(Pool::succeeding(
                         spec.clone(),
                         targets,
                         old.map(|p| p.as_ref()),
@@ -145,7 +144,7 @@ impl Gateway {
             .collect();
         // The router indexes `routes`, so build it from exactly that list.
         let specs: Vec<RouteSpec> = routes.iter().map(|r| r.spec.clone()).collect();
-        Gateway {
+        Generation {
             router: Router::new(&specs),
             routes,
             pools,
@@ -154,69 +153,45 @@ impl Gateway {
             config,
         }
     }
-}
 
-/// Process-wide state every request and background task reads.
-pub struct Shared {
-    current: ArcSwap<Gateway>,
-    draining: AtomicBool,
-    pub metrics: Metrics,
-    /// The one clock limiters are read with, so state kept across reloads
-    /// keeps its meaning.
-    pub clock: MonotonicClock,
-    pub access_log: Option<AccessLog>,
-    /// The last good answer for each backend name.
-    pub dns: DnsTable,
-    /// Open client connections, for `max_connections(_per_ip)`.
-    pub clients: Arc<crate::transport::conn::ConnCounts>,
-    /// Reloads and DNS refreshes each rebuild the gateway from the live one:
-    /// one at a time, or one would undo the other.
-    rebuild: Mutex<()>,
-}
-
-impl Shared {
-    pub fn new(config: Config, access_log: Option<AccessLog>) -> Arc<Shared> {
-        let metrics = Metrics::new();
-        let table = DnsTable::default();
-        dns::resolve_new(&config, &table, |host| {
-            metrics.dns_failures.with_label_values(&[host]).inc()
-        });
-        Arc::new(Shared {
-            current: ArcSwap::from_pointee(Gateway::rebuild(config, None, 0, &metrics, &table)),
-            draining: AtomicBool::new(false),
-            clients: Arc::default(),
-            metrics,
-            clock: MonotonicClock::new(),
-            access_log,
-            dns: table,
-            rebuild: Mutex::new(()),
-        })
-    }
-
-    pub fn rebuild_lock(&self) -> MutexGuard<'_, ()> {
-        self.rebuild.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn load(&self) -> Arc<Gateway> {
-        self.current.load_full()
-    }
-
-    pub fn store(&self, gateway: Gateway) {
-        self.current.store(Arc::new(gateway));
-    }
-
-    pub fn now_nanos(&self) -> u64 {
-        self.clock.now_nanos()
-    }
-
-    /// Set once an upgrade or shutdown has begun: from then on responses ask
-    /// clients to close their connections, so that no keep-alive connection
-    /// is left idle on a process about to drop it.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+    /// What `/metrics` shows of this generation at `now` (limiter clock).
+    pub fn snapshot(&self, now: u64, open_connections: u32) -> LiveSnapshot {
+        let pools = self
+            .pools
+            .iter()
+            .map(|(name, pool)| PoolGauges {
+                name: name.clone(),
+                panic_mode: pool.in_panic(),
+                backends: pool
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| BackendGauges {
+                        addr: b.addr.to_string(),
+                        healthy: pool.is_healthy(i),
+                        ejected: pool.is_ejected(i, now),
+                        in_flight: b.stats.inflight.load(Ordering::Relaxed),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let adaptive = self
+            .limiters
+            .iter()
+            .filter_map(|(name, limiter)| {
+                let (s, _) = limiter.adaptive()?;
+                Some(AdaptiveGauges {
+                    name: name.clone(),
+                    limit: s.limit,
+                    in_flight: s.in_flight,
+                })
+            })
+            .collect();
+        LiveSnapshot {
+            pools,
+            adaptive,
+            store_circuit_open: self.redis.as_ref().map(|s| !s.is_available()),
+            open_connections,
+        }
     }
 }

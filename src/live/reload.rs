@@ -1,4 +1,5 @@
-//! Hot reload: re-read the YAML and swap the live gateway in one step.
+//! Hot reload: re-read the YAML and hand it to the live gateway's owner,
+//! which swaps it in in one step.
 //!
 //! A file that does not validate changes nothing: the running config stays,
 //! the errors are logged, returned to `POST /reload`, and counted in
@@ -14,14 +15,16 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use super::owner::Live;
 use crate::config::{self, ConfigError};
 use crate::filters::Registry;
-use crate::gateway::{Gateway, Shared};
+use crate::telemetry::metrics::Metrics;
 
 pub struct Reloader {
     path: String,
     registry: Registry,
-    shared: Arc<Shared>,
+    live: Live,
+    metrics: Arc<Metrics>,
     /// Pingora's server settings the process started with, to tell the
     /// operator when an edit needs an upgrade rather than a reload.
     server_yaml: String,
@@ -60,14 +63,20 @@ pub struct Record {
 
 /// What a successful reload did.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct ReloadReport {
     /// Edits that only take effect after an upgrade or restart.
     pub needs_upgrade: Vec<String>,
 }
 
 impl Reloader {
-    pub fn new(path: String, registry: Registry, shared: Arc<Shared>, server_yaml: String) -> Self {
-        let running = shared.load();
+    pub fn new(
+        path: String,
+        registry: Registry,
+        live: Live,
+        metrics: Arc<Metrics>,
+        server_yaml: String,
+    ) -> Self {
+        let running = live.load();
         let started = Started {
             listeners: running.config.listeners.clone(),
             admin: running.config.admin.clone(),
@@ -79,7 +88,8 @@ impl Reloader {
             started,
             path,
             registry,
-            shared,
+            live,
+            metrics,
             server_yaml,
             lock: Mutex::new(()),
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
@@ -92,7 +102,7 @@ impl Reloader {
         h.iter().rev().cloned().collect()
     }
 
-    pub fn reload(&self) -> Result<Outcome, Vec<ConfigError>> {
+    pub fn reload(&self) -> Result<ReloadReport, Vec<ConfigError>> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.reload_locked();
         let record = match &result {
@@ -119,15 +129,11 @@ impl Reloader {
         result
     }
 
-    fn reload_locked(&self) -> Result<Outcome, Vec<ConfigError>> {
+    fn reload_locked(&self) -> Result<ReloadReport, Vec<ConfigError>> {
         let loaded = match config::load_file(&self.path, &self.registry) {
             Ok(l) => l,
             Err(errors) => {
-                self.shared
-                    .metrics
-                    .reloads
-                    .with_label_values(&["failed"])
-                    .inc();
+                self.metrics.reloads.with_label_values(&["failed"]).inc();
                 log::error!(
                     "reload of {} rejected, the running config stays: {}",
                     self.path,
@@ -141,17 +147,7 @@ impl Reloader {
             }
         };
         let new = loaded.gateway;
-        // Names this file adds get their addresses before it goes live.
-        crate::upstream::dns::resolve_new(&new, &self.shared.dns, |host| {
-            self.shared
-                .metrics
-                .dns_failures
-                .with_label_values(&[host])
-                .inc()
-        });
-        let _one_rebuild_at_a_time = self.shared.rebuild_lock();
-        let old = self.shared.load();
-        let mut outcome = Outcome::default();
+        let mut outcome = ReloadReport::default();
         if new.listeners != self.started.listeners {
             outcome.needs_upgrade.push("listen".into());
         }
@@ -173,14 +169,16 @@ impl Reloader {
                 "reload: the change to `{what}` takes effect at the next upgrade or restart"
             );
         }
-        self.shared.store(Gateway::rebuild(
-            new,
-            Some(&old),
-            self.shared.now_nanos(),
-            &self.shared.metrics,
-            &self.shared.dns,
-        ));
-        self.shared.metrics.reloads.with_label_values(&["ok"]).inc();
+        // The owner resolves the names this file adds before it goes live.
+        if let Err(e) = self.live.install(new) {
+            self.metrics.reloads.with_label_values(&["failed"]).inc();
+            log::error!("reload of {} not applied: {e}", self.path);
+            return Err(vec![ConfigError {
+                path: String::new(),
+                message: e.to_string(),
+            }]);
+        }
+        self.metrics.reloads.with_label_values(&["ok"]).inc();
         log::info!("reloaded {}", self.path);
         Ok(outcome)
     }
