@@ -253,3 +253,97 @@ fn resolve_names_of(config: &Config, table: &DnsTable, metrics: &Metrics) {
     });
     table.retain(&dns::names(config));
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::filters::Registry;
+    use crate::upstream::dns::Answer;
+
+    fn config(upstreams: &str) -> Config {
+        let yaml = format!(
+            "listen: [127.0.0.1:1]\nupstreams:\n{upstreams}\nroutes:\n  - {{ upstream: a }}\n"
+        );
+        match crate::config::load(&yaml, &Registry::builtin()) {
+            Ok(loaded) => loaded.gateway,
+            Err(e) => panic!("test config does not load: {e:?}"),
+        }
+    }
+
+    fn start(config: Config) -> (Live, Owner) {
+        Live::start(config, Arc::new(Metrics::new()), MonotonicClock::new())
+    }
+
+    /// Runs the owner on a runtime of its own, as Pingora runs a background
+    /// service, for as long as the test holds the runtime.
+    fn run(owner: Owner) -> tokio::runtime::Runtime {
+        let rt = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => panic!("no runtime: {e}"),
+        };
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        rt.spawn(async move { owner.start(rx).await });
+        rt
+    }
+
+    #[test]
+    fn an_install_goes_live_before_it_returns_and_keeps_an_unchanged_pool() {
+        let one = "  a: { backends: [127.0.0.1:2] }\n";
+        let (live, owner) = start(config(one));
+        let _rt = run(owner);
+        let before = live.load();
+        let two = format!("{one}  b: {{ backends: [127.0.0.1:3] }}\n");
+        assert_eq!(live.install(config(&two)), Ok(()));
+        let after = live.load();
+        assert!(after.pools.contains_key("b"), "the new upstream is live");
+        assert!(
+            Arc::ptr_eq(&before.pools["a"], &after.pools["a"]),
+            "an unchanged pool is carried over whole (health, balancer, in-flight)"
+        );
+    }
+
+    #[test]
+    fn an_answer_for_a_name_the_live_config_lacks_changes_nothing() {
+        let (live, owner) = start(config("  a: { backends: [127.0.0.1:2] }\n"));
+        let table = owner.dns_table();
+        let _rt = run(owner);
+        let before = live.load();
+        live.answered(vec![Resolved {
+            host: "gone.test".into(),
+            refresh: None,
+            answer: Answer::Addrs {
+                addrs: vec![IpAddr::from([127, 0, 0, 9])],
+                ttl: Duration::from_secs(60),
+            },
+            at: Instant::now(),
+        }]);
+        // Inputs are handled in order: once an install behind the answer is
+        // live, the answer has been handled.
+        assert_eq!(
+            live.install(config("  a: { backends: [127.0.0.1:2] }\n")),
+            Ok(())
+        );
+        assert!(table.backends("gone.test", 80).is_empty(), "not recorded");
+        assert!(Arc::ptr_eq(&before.pools["a"], &live.load().pools["a"]));
+    }
+
+    #[test]
+    fn an_install_without_an_owner_says_so_instead_of_hanging() {
+        let (live, owner) = start(config("  a: { backends: [127.0.0.1:2] }\n"));
+        drop(owner);
+        assert!(live
+            .install(config("  a: { backends: [127.0.0.1:3] }\n"))
+            .is_err());
+        assert!(live.load().pools["a"]
+            .targets()
+            .iter()
+            .any(|t| t.addr.port() == 2));
+    }
+}
