@@ -23,6 +23,7 @@ use serde_yaml::Value;
 
 pub use model::*;
 pub use node::{ConfigError, Errors, Node};
+pub use upstreams::parse_ca;
 
 use crate::filters::Registry;
 

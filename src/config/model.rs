@@ -13,7 +13,6 @@ use crate::filters::Filter;
 use crate::keys::KeySpec;
 use crate::limits::redis_store::RedisSpec;
 use crate::limits::LimitSpec;
-use crate::upstream::{BudgetSpec, OutlierSpec};
 
 #[derive(Clone)]
 pub struct Config {
@@ -246,4 +245,21 @@ pub enum HostMatch {
     Exact(String),
     /// The suffix including its leading dot: `.example.com`.
     Wildcard(String),
+}
+
+/// `retry_budget:`: retries may add at most `ratio` of the requests, and
+/// `min_per_second` more.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BudgetSpec {
+    pub ratio: f64,
+    pub min_per_second: f64,
+}
+
+/// `outlier_detection:`: passive health.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutlierSpec {
+    pub consecutive_failures: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+    pub max_ejected_percent: u32,
 }

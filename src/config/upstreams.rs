@@ -7,11 +7,11 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::model::{
-    BackendSpec, Balance, HealthCheckSpec, HealthKind, NamedBackend, UpstreamProtocol, UpstreamSpec,
+    BackendSpec, Balance, BudgetSpec, HealthCheckSpec, HealthKind, NamedBackend, OutlierSpec,
+    UpstreamProtocol, UpstreamSpec,
 };
 use super::node::{Errors, Node};
 use crate::keys::KeySpec;
-use crate::upstream::{BudgetSpec, OutlierSpec};
 
 const UPSTREAM_KEYS: &[&str] = &[
     "balance",
@@ -159,7 +159,7 @@ fn upstream(name: &str, n: &Node, errs: &mut Errors) -> Option<UpstreamSpec> {
     let ca = field("ca").and_then(|c| {
         let path = c.str(errs)?;
         match std::fs::read(path) {
-            Ok(pem) if crate::upstream::parse_ca(&pem).is_some() => Some(path.to_string()),
+            Ok(pem) if parse_ca(&pem).is_some() => Some(path.to_string()),
             Ok(_) => {
                 errs.push(c.path(), format!("`{path}` holds no PEM certificate"));
                 None
@@ -384,4 +384,11 @@ fn target(text: &str) -> Result<Target, String> {
         ));
     }
     Ok(Err((host.to_ascii_lowercase(), port)))
+}
+
+/// The certificates of a PEM file, or `None` if it holds none: what `ca:`
+/// must hold to validate, and what the pool's peers trust.
+pub fn parse_ca(pem: &[u8]) -> Option<std::sync::Arc<pingora_core::protocols::tls::CaType>> {
+    let certs = pingora_core::tls::x509::X509::stack_from_pem(pem).ok()?;
+    (!certs.is_empty()).then(|| std::sync::Arc::new(certs.into_boxed_slice()))
 }

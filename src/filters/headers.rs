@@ -14,7 +14,7 @@ use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde_yaml::Value;
 
-use super::{Filter, FilterContext};
+use super::hook::{Filter, FilterContext};
 
 #[derive(Default, Debug)]
 struct Edits {

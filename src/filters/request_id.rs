@@ -7,7 +7,7 @@
 use http::HeaderValue;
 use pingora_http::ResponseHeader;
 
-use super::{Filter, FilterContext};
+use super::hook::{Filter, FilterContext};
 
 pub struct RequestIdFilter;
 

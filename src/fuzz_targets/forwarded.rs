@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use http::HeaderValue;
 use ipnet::IpNet;
 
-use super::lines;
+use super::input::lines;
 use crate::request::forwarded::{append_xff, client_ip};
 
 pub fn forwarded(data: &[u8]) {

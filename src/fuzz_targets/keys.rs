@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
-use super::lines;
+use super::input::lines;
 use crate::keys::{KeyInput, KeySpec};
 
 pub fn keys(data: &[u8]) {

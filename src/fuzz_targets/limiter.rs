@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use super::Bytes;
+use super::input::Bytes;
 use crate::keys::KeySpec;
 use crate::limits::{
     admit, Algorithm, Clock, Decision, Gcra, LimitSpec, Limiter, ManualClock, OnMissing, Outcome,

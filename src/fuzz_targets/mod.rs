@@ -10,6 +10,7 @@
 
 mod config;
 mod forwarded;
+mod input;
 mod keys;
 mod limiter;
 mod router;
@@ -31,33 +32,3 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("forwarded", forwarded),
     ("limiter", limiter),
 ];
-
-/// The input as lines, split on `\n` only: any other byte, `\r` included, is
-/// part of a line so the targets see it.
-fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    data.split(|b| *b == b'\n')
-}
-
-/// A reader of the bytes that drive the binary-shaped targets: past the end
-/// every read is zero, so every input decodes to something.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0 {
-            [first, rest @ ..] => {
-                self.0 = rest;
-                *first
-            }
-            [] => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}

@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 
 use http::Method;
 
-use super::lines;
+use super::input::lines;
 use crate::config::{HostMatch, RouteSpec};
 use crate::request::path::{normalize, PathError};
 use crate::router::{strip_prefix, Router};

@@ -19,7 +19,7 @@ use prometheus::{
 
 use crate::limits::redis_store::StoreMetrics;
 use crate::telemetry::snapshot::LiveSnapshot;
-use crate::telemetry::stats::LatencyHistogram;
+use crate::telemetry::stats::latency::LatencyHistogram;
 use crate::transport::conn::{ConnMetrics, TimeoutCounters};
 
 /// One route's request counters and duration histogram.

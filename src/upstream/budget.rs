@@ -10,14 +10,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::config::BudgetSpec;
+
 const SLOTS: usize = 10;
 const SLOT_NANOS: u64 = 1_000_000_000;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct BudgetSpec {
-    pub ratio: f64,
-    pub min_per_second: f64,
-}
 
 /// Per-second buckets of (requests, retries), tagged with their second.
 pub struct RetryBudget {

@@ -15,10 +15,10 @@ mod service;
 mod view;
 
 pub use attempt::{AttemptTracker, Ending, Failure, Settled};
-pub use budget::{BudgetSpec, RetryBudget};
+pub use budget::RetryBudget;
 pub use load::PeakEwma;
-pub use outlier::{OutlierSpec, OutlierState};
-pub use peer::{parse_ca, PeerTemplate};
+pub use outlier::OutlierState;
+pub use peer::PeerTemplate;
 pub use pool::{pool_targets, BackendState, BackendStats, Pick, Pool, Target};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::{HealthService, LivePools};

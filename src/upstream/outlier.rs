@@ -14,15 +14,8 @@
 //! check while failing real requests stays out until the timer says so.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutlierSpec {
-    pub consecutive_failures: u32,
-    pub base_ejection: Duration,
-    pub max_ejection: Duration,
-    pub max_ejected_percent: u32,
-}
+use crate::config::OutlierSpec;
 
 /// One backend's passive-health state. Times are nanos on the gateway's clock.
 #[derive(Default)]
@@ -84,6 +77,8 @@ pub fn room_to_eject(spec: &OutlierSpec, ejected: usize, total: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const S: u64 = 1_000_000_000;

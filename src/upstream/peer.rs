@@ -12,20 +12,13 @@ use std::time::Duration;
 
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
-use pingora_core::tls::x509::X509;
 use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
 
-use crate::config::{UpstreamProtocol, UpstreamSpec};
+use crate::config::{parse_ca, UpstreamProtocol, UpstreamSpec};
 
 /// Streams one upstream HTTP/2 connection carries before Pingora opens
 /// another (Pingora's default is 1, which would defeat multiplexing).
 const MAX_H2_STREAMS_PER_CONNECTION: usize = 100;
-
-/// The certificates of a PEM file, or `None` if it holds none.
-pub fn parse_ca(pem: &[u8]) -> Option<Arc<CaType>> {
-    let certs = X509::stack_from_pem(pem).ok()?;
-    (!certs.is_empty()).then(|| Arc::new(certs.into_boxed_slice()))
-}
 
 /// The settings every peer of one pool shares.
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
-use super::Pool;
+use super::pool::Pool;
 
 /// The pools of whichever generation is live, read at each round.
 pub type LivePools = Arc<dyn Fn() -> Vec<Arc<Pool>> + Send + Sync>;

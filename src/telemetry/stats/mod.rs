@@ -4,7 +4,7 @@
 //! Prometheus keeps the long history; this keeps the last few minutes so a
 //! dashboard works without one.
 
-mod latency;
+pub(crate) mod latency;
 mod sampler;
 mod series;
 
