@@ -13,7 +13,6 @@
 //! `on_store_error: local`. The policy it advertises is always the limit as
 //! configured, whichever half decided.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::IntCounter;
@@ -257,12 +256,10 @@ impl Limit for Kind {
         }
     }
 
-    fn ask(&self, key: Key<'_>, now: u64) -> impl Future<Output = Answer<Held, Owed>> + Send {
-        async move {
-            match self {
-                Kind::Shared(s) => map(s.ask(key, now).await, Held::Shared, Owed::Shared),
-                _ => self.commit(key, now),
-            }
+    async fn ask(&self, key: Key<'_>, now: u64) -> Answer<Held, Owed> {
+        match self {
+            Kind::Shared(s) => map(s.ask(key, now).await, Held::Shared, Owed::Shared),
+            _ => self.commit(key, now),
         }
     }
 

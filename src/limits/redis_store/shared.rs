@@ -9,8 +9,6 @@
 //! local stand-in (the limit at `1/instances` of its size) decides in the
 //! store's place, and is undone like any local limit.
 
-use std::future::Future;
-
 use super::{Lease, RemoteLimit, RemoteOutcome, Undo};
 use crate::limits::concurrency::ConcurrencyGuard;
 use crate::limits::limit::{Answer, Key, KeyStatus, Limit, Permit};
@@ -89,38 +87,32 @@ impl Limit for SharedLimit {
         self.stand_in_commit(key, now)
     }
 
-    fn ask(
-        &self,
-        key: Key<'_>,
-        now: u64,
-    ) -> impl Future<Output = Answer<SharedPermit, SharedUndo>> + Send {
-        async move {
-            match self.remote.acquire(key.value, key.hash, now).await {
-                RemoteOutcome::Decided {
-                    status,
-                    guard,
-                    undo,
-                } => Answer {
-                    status,
-                    known: true,
-                    permit: guard.map(SharedPermit::Lease),
-                    undo: undo.map(SharedUndo::Store),
-                },
-                RemoteOutcome::Failed => {
-                    self.remote.count_fallback();
-                    match self.remote.on_error() {
-                        OnStoreError::Local => self.stand_in_commit(key, now),
-                        // Admitted with nothing to advertise: no count is known.
-                        OnStoreError::Allow => Answer {
-                            known: false,
-                            ..Answer::bare(KeyStatus {
-                                admitted: true,
-                                remaining: 0,
-                                wait_ns: None,
-                            })
-                        },
-                        OnStoreError::Deny => Answer::bare(KeyStatus::rejected(DENY_RETRY_NS)),
-                    }
+    async fn ask(&self, key: Key<'_>, now: u64) -> Answer<SharedPermit, SharedUndo> {
+        match self.remote.acquire(key.value, key.hash, now).await {
+            RemoteOutcome::Decided {
+                status,
+                guard,
+                undo,
+            } => Answer {
+                status,
+                known: true,
+                permit: guard.map(SharedPermit::Lease),
+                undo: undo.map(SharedUndo::Store),
+            },
+            RemoteOutcome::Failed => {
+                self.remote.count_fallback();
+                match self.remote.on_error() {
+                    OnStoreError::Local => self.stand_in_commit(key, now),
+                    // Admitted with nothing to advertise: no count is known.
+                    OnStoreError::Allow => Answer {
+                        known: false,
+                        ..Answer::bare(KeyStatus {
+                            admitted: true,
+                            remaining: 0,
+                            wait_ns: None,
+                        })
+                    },
+                    OnStoreError::Deny => Answer::bare(KeyStatus::rejected(DENY_RETRY_NS)),
                 }
             }
         }
