@@ -1,5 +1,6 @@
-//! The bridge from a request to the limiter: extract each limit's key, ask
-//! [`crate::limits::admit`], count the decisions, and build the 429.
+//! The bridge from a request to the limits: extract each limit's key and
+//! class, ask the [admission engine](crate::limits::engine), count its
+//! decisions (the one place they are counted), and build the 429.
 //! Kept out of the `ProxyHttp` impl so that the proxy stays glue.
 
 use std::borrow::Cow;
@@ -11,14 +12,13 @@ use smallvec::SmallVec;
 
 use crate::errors;
 use crate::keys::{KeyInput, KeyValue};
-use crate::limits::{self, Decision, Limiter, Priority, Verdict};
+use crate::limits::engine::{self, Entry};
+use crate::limits::{Decision, Kind, Priority, Verdict};
 use crate::live::Route;
 
-/// A limit and the request's value of its key.
-type LimitAndKey<'a> = (&'a Limiter, Option<&'a [u8]>);
-
-/// Decides a request against its route's limits (the route has at least one).
-/// Only a route with a shared limit waits on anything.
+/// Decides a request against its route's limits (the route has at least one)
+/// and counts what each limit counted. Only a route with a shared limit waits
+/// on anything.
 pub async fn check(
     route: &Route,
     req: &RequestHeader,
@@ -36,22 +36,18 @@ pub async fn check(
         .iter()
         .map(|l| l.spec().key.extract(&input))
         .collect();
-    let pairs: SmallVec<[LimitAndKey; 4]> = route
+    let entries: SmallVec<[Entry<Kind>; 4]> = route
         .limits
         .iter()
         .zip(&keys)
-        .map(|(l, k)| (l.as_ref(), k.as_deref()))
+        .map(|(l, k)| {
+            let class = l.priority_key().map_or(Priority::Default, |p| {
+                Priority::parse(p.extract(&input).as_deref())
+            });
+            l.entry(k.as_deref(), class)
+        })
         .collect();
-    let priorities: SmallVec<[Priority; 4]> = route
-        .limits
-        .iter()
-        .map(|l| Priority::parse(l.priority_key().and_then(|k| k.extract(&input)).as_deref()))
-        .collect();
-    let verdict = if route.limits.iter().any(|l| l.remote().is_some()) {
-        limits::admit_shared(&pairs, &priorities, now_nanos).await
-    } else {
-        limits::admit_classed(&pairs, &priorities, now_nanos)
-    };
+    let verdict = engine::admit(&entries, now_nanos).await;
     for ((limiter, decision), m) in route
         .limits
         .iter()
@@ -59,9 +55,10 @@ pub async fn check(
         .zip(&route.limit_metrics)
     {
         match decision {
-            Decision::Admitted => m.admitted.inc(),
-            Decision::Rejected => m.rejected.inc(),
-            Decision::ShadowRejected => {
+            None => {}
+            Some(Decision::Admitted) => m.admitted.inc(),
+            Some(Decision::Rejected) => m.rejected.inc(),
+            Some(Decision::ShadowRejected) => {
                 log::info!(
                     "shadow limit {} would have rejected this request",
                     limiter.name()

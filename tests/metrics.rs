@@ -72,6 +72,54 @@ async fn counters_match_the_traffic_sent() {
     assert_eq!(gw.metric(&healthy_label).await, Some(1.0));
 }
 
+/// A request refused by one limit is counted as refused by that limit and as
+/// nothing by the others: a limit that was only read, or whose commit was
+/// given back, counts no admission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decision_counters_count_what_was_committed() {
+    let (a, _) = echo("a").await;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  pool:\n    backends: [{a}]\n\
+         limits:\n  per_ip:\n    algorithm: token_bucket\n    key: client_ip\n    capacity: 1\n    fill_rate: 0.001\n\
+         \x20 per_key:\n    algorithm: token_bucket\n    key: header:x-api-key\n    capacity: 1000\n    fill_rate: 100\n\
+         routes:\n  - name: api\n    upstream: pool\n    limits: [per_ip, per_key]\n"
+    ))
+    .await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(status_with(&c, &gw.url("/x"), "x-api-key", "k").await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        9,
+        "{statuses:?}"
+    );
+
+    let count = |limit: &str, decision: &str| {
+        let sample = format!(
+            "sluice_ratelimit_decisions_total{{decision=\"{decision}\",limit=\"{limit}\"}}"
+        );
+        let gw = &gw;
+        async move { gw.metric(&sample).await.unwrap_or(0.0) }
+    };
+    assert_eq!(count("per_ip", "admitted").await, 1.0);
+    assert_eq!(count("per_ip", "rejected").await, 9.0);
+    assert_eq!(
+        count("per_key", "admitted").await,
+        1.0,
+        "only read for the refused nine"
+    );
+    assert_eq!(count("per_key", "rejected").await, 0.0);
+    assert_eq!(count("per_key", "shadow_rejected").await, 0.0);
+    assert_eq!(count("per_ip", "shadow_rejected").await, 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_log_writes_one_json_line_per_request() {
     let (a, _) = echo("a").await;

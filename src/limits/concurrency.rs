@@ -4,7 +4,7 @@
 //! A request can end in many ways: a response, an upstream error, a client that
 //! hangs up, a filter that answers early, a panic. Releasing the slot in each of
 //! those paths is the bug farm; tying it to a value's lifetime is not. The proxy
-//! keeps the [`ConcurrencyGuard`] in its request context and the slot is freed
+//! keeps the [`ConcurrencyGuard`] (as the request's permit) in its request context and the slot is freed
 //! when the context is dropped, whatever path the request took.
 //!
 //! # Counting
@@ -32,9 +32,7 @@
 
 use pingora_limits::inflight::{Guard, Inflight};
 
-use super::adaptive::AdaptiveGuard;
-use super::redis_store::Lease;
-use super::KeyStatus;
+use super::limit::{KeyStatus, Permit};
 
 /// Memory of `Inflight`'s fixed sketch (4 rows × 8192 eight-byte cells).
 pub const SKETCH_BYTES: usize = 4 * 8192 * std::mem::size_of::<isize>();
@@ -44,40 +42,11 @@ pub struct ConcurrencyLimit {
     max: u64,
 }
 
-/// Holds one slot of a concurrency limit until dropped: a count in this
-/// process's sketch, or a lease in the shared store.
+/// Holds one slot of this process's sketch until dropped.
 #[derive(Debug)]
-pub struct ConcurrencyGuard {
-    _slot: Slot,
-}
+pub struct ConcurrencyGuard(#[allow(dead_code)] Guard);
 
-#[derive(Debug)]
-enum Slot {
-    Local(#[allow(dead_code)] Guard),
-    Shared(#[allow(dead_code)] Lease),
-    Adaptive(AdaptiveGuard),
-}
-
-impl ConcurrencyGuard {
-    pub(crate) fn shared(lease: Lease) -> ConcurrencyGuard {
-        ConcurrencyGuard {
-            _slot: Slot::Shared(lease),
-        }
-    }
-
-    pub(crate) fn adaptive(guard: AdaptiveGuard) -> ConcurrencyGuard {
-        ConcurrencyGuard {
-            _slot: Slot::Adaptive(guard),
-        }
-    }
-
-    /// One attempt of the request ended (an adaptive limit learns from it).
-    pub fn record_attempt(&self, rtt_ns: u64, ok: bool, now: u64) {
-        if let Slot::Adaptive(g) = &self._slot {
-            g.record(rtt_ns, ok, now);
-        }
-    }
-}
+impl Permit for ConcurrencyGuard {}
 
 impl ConcurrencyLimit {
     pub fn new(max: u64) -> ConcurrencyLimit {
@@ -103,9 +72,7 @@ impl ConcurrencyLimit {
                     remaining: self.max - count,
                     wait_ns: None,
                 },
-                Some(ConcurrencyGuard {
-                    _slot: Slot::Local(slot),
-                }),
+                Some(ConcurrencyGuard(slot)),
             ),
             _ => (
                 KeyStatus {

@@ -1,7 +1,13 @@
-//! One configured limit: the algorithm's state plus what every algorithm
-//! shares (key hashing, missing keys, the policy advertised in headers).
+//! One configured limit: its [`Policy`] plus the state that counts it, which
+//! is one of the three kinds of [`Limit`]: local, adaptive, or shared.
 //!
-//! A limit kept in the shared store has both halves: the [`RemoteLimit`] that
+//! This file stands above the others: it is the only one that knows every
+//! kind, so that the engine and the local algorithms need not know the
+//! optional ones (adaptive, the shared store), which in turn only import the
+//! core. [`Kind`] implements [`Limit`] by delegating, so a route's limits are
+//! one type and the engine is compiled once for them, with no boxing.
+//!
+//! A limit kept in the shared store has both halves: the remote one that
 //! asks Redis, and a local algorithm at `1/instances` of the limit's size
 //! that decides in its place when Redis cannot answer and the limit says
 //! `on_store_error: local`. The policy it advertises is always the limit as
@@ -11,35 +17,43 @@ use std::sync::Arc;
 
 use prometheus::IntCounter;
 
-use super::adaptive::{AdaptiveLimit, Params, Priority, Snapshot};
-use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
-use super::headers::{ceil_secs, intern, render_policy, QuotaUnit, RateLimitInfo};
-use super::redis_store::{RedisStore, RemoteLimit};
-use super::sliding_window::SlidingWindow;
-use super::spec::{Algorithm, LimitSpec, OnMissing, StoreSpec};
-use super::store::CounterStore;
-use super::token_bucket::TokenBucket;
-use super::KeyStatus;
+use super::adaptive::{AdaptiveGuard, AdaptiveLimit, Params, Snapshot};
+use super::concurrency::ConcurrencyGuard;
+use super::engine::{self, Entry};
+use super::limit::{Answer, Key, KeyStatus, Limit, Permit, Priority};
+use super::local::{Counted, Local};
+use super::policy::Policy;
+use super::redis_store::{RedisStore, RemoteLimit, SharedLimit, SharedPermit, SharedUndo};
+use super::spec::{Algorithm, LimitSpec, StoreSpec};
+
+/// What a request admitted by a route's limits holds until it ends.
+pub type Verdict = engine::Verdict<Held>;
 
 /// One configured limit and its state.
 pub struct Limiter {
-    spec: LimitSpec,
-    name: &'static str,
-    hasher: ahash::RandomState,
+    policy: Policy,
     kind: Kind,
-    /// `q`, `w` and `qu` of the policy, fixed by the spec.
-    policy: (u64, Option<u64>, QuotaUnit),
-    /// The `RateLimit-Policy` value those make, rendered once.
-    policy_field: &'static str,
-    /// The shared half of a `store: redis` limit.
-    remote: Option<RemoteLimit>,
 }
 
-enum Kind {
-    TokenBucket(TokenBucket),
-    SlidingWindow(SlidingWindow),
-    Concurrency(ConcurrencyLimit),
+/// The state of a limit, whichever kind it is.
+pub enum Kind {
+    Local(Local),
     Adaptive(AdaptiveLimit),
+    Shared(SharedLimit),
+}
+
+/// A permit of any kind of limit.
+#[derive(Debug)]
+pub enum Held {
+    Local(#[allow(dead_code)] ConcurrencyGuard),
+    Adaptive(AdaptiveGuard),
+    Shared(#[allow(dead_code)] SharedPermit),
+}
+
+/// What a commit of any kind of limit owes.
+pub enum Owed {
+    Local(Counted),
+    Shared(SharedUndo),
 }
 
 impl Limiter {
@@ -75,54 +89,36 @@ impl Limiter {
     }
 
     fn build(spec: LimitSpec, remote: Option<RemoteLimit>) -> Limiter {
-        // The advertised policy is the configured limit's...
-        let policy = policy_of(&spec.algorithm);
-        // ...while the local state of a shared limit is its stand-in's share.
-        let local = match &remote {
+        // The local state of a shared limit is its stand-in's share.
+        let algorithm = match &remote {
             Some(r) => spec.algorithm.scaled_down(r.store().spec().instances),
             None => spec.algorithm.clone(),
         };
-        let kind = match local {
-            Algorithm::TokenBucket {
-                capacity,
-                fill_rate,
-            } => Kind::TokenBucket(TokenBucket::new(capacity, fill_rate, spec.max_keys)),
-            Algorithm::SlidingWindow { limit, window } => {
-                Kind::SlidingWindow(SlidingWindow::new(limit, window, spec.max_keys))
-            }
-            Algorithm::Concurrency { max } => Kind::Concurrency(ConcurrencyLimit::new(max)),
-            Algorithm::AdaptiveConcurrency {
-                initial, min, max, ..
-            } => Kind::Adaptive(AdaptiveLimit::new(
+        let kind = match (Local::new(&algorithm, &spec), remote) {
+            (Some(local), Some(remote)) => Kind::Shared(SharedLimit::new(remote, local)),
+            (Some(local), None) => Kind::Local(local),
+            // The config keeps adaptive limits local.
+            (None, _) => Kind::Adaptive(AdaptiveLimit::new(
                 &spec.name,
-                Params {
-                    initial: initial as f64,
-                    min: min as f64,
-                    max: max as f64,
-                    ..Params::default()
-                },
+                adaptive_params(&algorithm),
                 spec.max_keys,
             )),
         };
-        let name = intern(&spec.name);
-        let (quota, window_secs, unit) = policy;
-        let policy_field = intern(&render_policy(&RateLimitInfo {
-            name,
-            quota,
-            window_secs,
-            unit,
-            remaining: 0,
-            reset_secs: None,
-            policy: "",
-        }));
         Limiter {
-            name,
-            policy_field,
-            spec,
-            hasher: ahash::RandomState::new(),
+            policy: Policy::new(spec),
             kind,
-            policy,
-            remote,
+        }
+    }
+
+    /// This limit, a request's value of its key and the request's class, for
+    /// the engine.
+    #[inline]
+    pub fn entry<'a>(&'a self, value: Option<&'a [u8]>, class: Priority) -> Entry<'a, Kind> {
+        Entry {
+            policy: &self.policy,
+            limit: &self.kind,
+            value,
+            class,
         }
     }
 
@@ -136,7 +132,7 @@ impl Limiter {
 
     /// The request class this limit reads from `priority:`, if it has one.
     pub fn priority_key(&self) -> Option<&crate::keys::KeySpec> {
-        match &self.spec.algorithm {
+        match &self.policy.spec().algorithm {
             Algorithm::AdaptiveConcurrency { priority, .. } => priority.as_ref(),
             _ => None,
         }
@@ -144,34 +140,36 @@ impl Limiter {
 
     /// The shared half, for a `store: redis` limit.
     pub fn remote(&self) -> Option<&RemoteLimit> {
-        self.remote.as_ref()
+        match &self.kind {
+            Kind::Shared(s) => Some(s.remote()),
+            _ => None,
+        }
     }
 
     pub fn spec(&self) -> &LimitSpec {
-        &self.spec
+        self.policy.spec()
     }
 
     pub fn name(&self) -> &'static str {
-        self.name
+        self.policy.name()
     }
 
     /// Forgets keys whose state carries no information at `now_nanos`: full
     /// token buckets. Call it every few seconds; the sketch-based limits hold
     /// no per-key state and have nothing to sweep.
     pub fn sweep(&self, now_nanos: u64) {
-        if let Kind::TokenBucket(b) = &self.kind {
-            b.store().sweep(now_nanos);
-        }
-        if let Some(r) = &self.remote {
-            r.sweep(now_nanos);
+        match &self.kind {
+            Kind::Local(l) => l.sweep(now_nanos),
+            Kind::Shared(s) => s.sweep(now_nanos),
+            Kind::Adaptive(_) => {}
         }
     }
 
     /// Keys holding per-key state (token buckets only; sketches have none).
     pub fn live_keys(&self) -> usize {
         match &self.kind {
-            Kind::TokenBucket(b) => b.store().live_keys(),
-            Kind::SlidingWindow(_) | Kind::Concurrency(_) => 0,
+            Kind::Local(l) => l.live_keys(),
+            Kind::Shared(s) => s.stand_in().live_keys(),
             Kind::Adaptive(a) => a.busiest().map_or(0, |(_, n)| n),
         }
     }
@@ -180,128 +178,138 @@ impl Limiter {
     /// (grows with live keys, bounded by `max_keys`), or the fixed sketches.
     pub fn state_bytes(&self) -> usize {
         match &self.kind {
-            Kind::TokenBucket(b) => b.store().allocated_bytes(),
-            Kind::SlidingWindow(w) => w.sketch_bytes(),
-            Kind::Concurrency(_) => concurrency::SKETCH_BYTES,
+            Kind::Local(l) => l.state_bytes(),
+            Kind::Shared(s) => s.stand_in().state_bytes(),
             Kind::Adaptive(a) => a.busiest().map_or(0, |(_, n)| n) * 512,
         }
     }
 
-    /// The key's 64-bit identity, or `None` for a missing key this limit refuses.
-    /// `None` and `Some(b"")` hash differently: `Option`'s tag is hashed too.
-    #[inline]
-    pub(super) fn resolve(&self, key: Option<&[u8]>) -> Option<u64> {
-        if key.is_none() && self.spec.on_missing == OnMissing::Reject {
-            return None;
-        }
-        Some(self.hasher.hash_one(key))
+    /// What a request with this key's value would be told at `now` (by the
+    /// local state), counting nothing; `None` for a missing key this limit
+    /// refuses.
+    pub fn probe(&self, value: Option<&[u8]>, now: u64) -> Option<KeyStatus> {
+        self.policy.resolve(value).map(|hash| {
+            let key = Key {
+                hash,
+                value,
+                class: Priority::default(),
+            };
+            self.kind.check(key, now)
+        })
     }
+}
 
-    /// What a request with this key's value would be told at `now`, counting
-    /// nothing; `None` for a missing key this limit refuses.
-    pub fn probe(&self, key: Option<&[u8]>, now: u64) -> Option<KeyStatus> {
-        self.resolve(key)
-            .map(|k| self.peek(k, Priority::default(), now))
-    }
+/// Decides one request against configured limits, each with its key's value
+/// (`None` when the request lacks it), in the default class. Only a shared
+/// limit makes it wait.
+pub async fn admit(limits: &[(&Limiter, Option<&[u8]>)], now_nanos: u64) -> Verdict {
+    admit_classed(limits, &[], now_nanos).await
+}
 
-    pub(super) fn peek(&self, key: u64, priority: Priority, now: u64) -> KeyStatus {
-        match &self.kind {
-            Kind::Adaptive(a) => a.peek(key, priority, now),
-            Kind::TokenBucket(b) => b.peek(key, now),
-            Kind::SlidingWindow(w) => w.peek(key),
-            // `Inflight` has no read-only probe: decided at commit.
-            Kind::Concurrency(c) => KeyStatus {
-                admitted: true,
-                remaining: c.max(),
-                wait_ns: None,
-            },
-        }
-    }
+/// [`admit`] with each limit's reading of the request's class (only
+/// `adaptive_concurrency` limits use it; a missing entry is `default`).
+pub async fn admit_classed(
+    limits: &[(&Limiter, Option<&[u8]>)],
+    classes: &[Priority],
+    now_nanos: u64,
+) -> Verdict {
+    let entries: smallvec::SmallVec<[Entry<Kind>; 4]> = limits
+        .iter()
+        .enumerate()
+        .map(|(i, (l, value))| l.entry(*value, classes.get(i).copied().unwrap_or_default()))
+        .collect();
+    engine::admit(&entries, now_nanos).await
+}
 
-    #[inline]
-    pub(super) fn commit(
-        &self,
-        key: u64,
-        priority: Priority,
-        now: u64,
-    ) -> (KeyStatus, Option<ConcurrencyGuard>) {
-        match &self.kind {
-            Kind::Adaptive(a) => {
-                let (status, guard) = a.try_acquire(key, priority, now);
-                (status, guard.map(ConcurrencyGuard::adaptive))
-            }
-            Kind::TokenBucket(b) => (b.try_acquire(key, now), None),
-            Kind::SlidingWindow(w) => (w.try_acquire(key), None),
-            Kind::Concurrency(c) => c.try_acquire(key),
-        }
-    }
-
-    pub(super) fn rollback(&self, key: u64, now: u64) {
-        match &self.kind {
-            Kind::TokenBucket(b) => b.release(key, now),
-            Kind::SlidingWindow(w) => w.release(key),
-            // The slot is released by dropping its guard.
-            Kind::Concurrency(_) | Kind::Adaptive(_) => {}
-        }
-    }
-
-    /// `Retry-After` for a refusal by this limit.
-    pub(super) fn retry_after_secs(&self, status: &KeyStatus) -> Option<u64> {
-        match (&self.kind, status.wait_ns) {
-            (_, Some(ns)) => Some(ceil_secs(ns).max(1)),
-            (Kind::Concurrency(_) | Kind::Adaptive(_), None) => Some(1),
-            // A zero limit: no wait helps.
-            _ => None,
-        }
-    }
-
-    pub(super) fn info(&self, status: &KeyStatus) -> RateLimitInfo {
-        let (quota, window_secs, unit) = self.policy;
-        let reset_secs = if status.admitted {
-            status.wait_ns.map(ceil_secs)
-        } else {
-            self.retry_after_secs(status)
-        };
-        // An adaptive limit's `q` is what it allows now, so its policy field
-        // is rendered per response (an empty `policy`).
-        let (quota, policy) = match &self.kind {
-            Kind::Adaptive(a) => (a.current_quota(), ""),
-            _ => (quota, self.policy_field),
-        };
-        RateLimitInfo {
-            name: self.name,
-            quota,
-            window_secs,
-            unit,
-            remaining: status.remaining,
-            reset_secs,
-            policy,
+impl Permit for Held {
+    fn record_attempt(&self, rtt_ns: u64, ok: bool, now: u64) {
+        if let Held::Adaptive(g) = self {
+            g.record_attempt(rtt_ns, ok, now);
         }
     }
 }
 
-/// `q`, `w` and `qu` of a limit's policy.
-fn policy_of(algorithm: &Algorithm) -> (u64, Option<u64>, QuotaUnit) {
+impl Limit for Kind {
+    type Permit = Held;
+    type Undo = Owed;
+
+    #[inline]
+    fn asks(&self) -> bool {
+        matches!(self, Kind::Shared(_))
+    }
+
+    #[inline]
+    fn check(&self, key: Key<'_>, now: u64) -> KeyStatus {
+        match self {
+            Kind::Local(l) => l.check(key, now),
+            Kind::Adaptive(a) => a.check(key, now),
+            Kind::Shared(s) => s.check(key, now),
+        }
+    }
+
+    #[inline]
+    fn commit(&self, key: Key<'_>, now: u64) -> Answer<Held, Owed> {
+        match self {
+            Kind::Local(l) => map(l.commit(key, now), Held::Local, Owed::Local),
+            Kind::Adaptive(a) => map(a.commit(key, now), Held::Adaptive, |never| match never {}),
+            Kind::Shared(s) => map(s.commit(key, now), Held::Shared, Owed::Shared),
+        }
+    }
+
+    async fn ask(&self, key: Key<'_>, now: u64) -> Answer<Held, Owed> {
+        match self {
+            Kind::Shared(s) => map(s.ask(key, now).await, Held::Shared, Owed::Shared),
+            _ => self.commit(key, now),
+        }
+    }
+
+    fn undo(&self, key: Key<'_>, undo: Owed, now: u64) {
+        match (self, undo) {
+            (Kind::Local(l), Owed::Local(c)) => l.undo(key, c, now),
+            (Kind::Shared(s), Owed::Shared(u)) => s.undo(key, u, now),
+            _ => {}
+        }
+    }
+
+    fn retry_hint_secs(&self) -> Option<u64> {
+        match self {
+            Kind::Local(l) => l.retry_hint_secs(),
+            Kind::Adaptive(a) => a.retry_hint_secs(),
+            Kind::Shared(s) => s.retry_hint_secs(),
+        }
+    }
+
+    fn quota_now(&self) -> Option<u64> {
+        match self {
+            Kind::Adaptive(a) => a.quota_now(),
+            _ => None,
+        }
+    }
+}
+
+fn map<P, U>(
+    a: Answer<P, U>,
+    permit: impl FnOnce(P) -> Held,
+    undo: impl FnOnce(U) -> Owed,
+) -> Answer<Held, Owed> {
+    Answer {
+        status: a.status,
+        known: a.known,
+        permit: a.permit.map(permit),
+        undo: a.undo.map(undo),
+    }
+}
+
+fn adaptive_params(algorithm: &Algorithm) -> Params {
     match *algorithm {
-        Algorithm::TokenBucket {
-            capacity,
-            fill_rate,
-        } => {
-            let g = super::token_bucket::Gcra::new(capacity, fill_rate);
-            (g.quota(), Some(g.window_secs()), QuotaUnit::Requests)
-        }
-        Algorithm::SlidingWindow { limit, window } => {
-            // The same rounding the sliding window applies to its window.
-            let ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-            (
-                limit,
-                Some(ceil_secs(ms.saturating_mul(1_000_000))),
-                QuotaUnit::Requests,
-            )
-        }
-        Algorithm::Concurrency { max } => (max, None, QuotaUnit::ConcurrentRequests),
-        Algorithm::AdaptiveConcurrency { initial, .. } => {
-            (initial, None, QuotaUnit::ConcurrentRequests)
-        }
+        Algorithm::AdaptiveConcurrency {
+            initial, min, max, ..
+        } => Params {
+            initial: initial as f64,
+            min: min as f64,
+            max: max as f64,
+            ..Params::default()
+        },
+        _ => Params::default(),
     }
 }

@@ -46,7 +46,7 @@
 //!
 //! # Known limits of `Rate`
 //! `Rate` reads `Instant::now()` itself, so the `now` given to
-//! [`admit`](super::admit) does not move this limit; tests use short windows and
+//! [`admit`](super::engine::admit) does not move this limit; tests use short windows and
 //! bounded polling, and the decision arithmetic is a pure function tested with
 //! injected counts. Windows are rounded down to whole milliseconds (at least 1).
 //! At each window change the request that notices it zeroes a whole sketch
@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use pingora_limits::rate::{Rate, RateComponents};
 
-use super::KeyStatus;
+use super::limit::KeyStatus;
 
 const HASHES: usize = 4;
 /// Cells per row for each key the limit is sized for.

@@ -8,7 +8,7 @@
 //! `τ = (capacity - 1)·T`, a request at `now` is admitted iff `TAT - now <= τ`,
 //! and then `TAT := max(TAT, now) + T`. The two are the same bucket: the tokens
 //! at `now` are `capacity - (TAT - now)/T`. One word means one CAS loop per
-//! decision, no lock, and a state that fits the [store](super::store)'s
+//! decision, no lock, and a state that fits the [word map](super::word_map)'s
 //! expiry contract for free: `TAT <= now` is a full bucket, worth forgetting.
 //!
 //! # Exactness
@@ -28,8 +28,8 @@
 //! `t` the seconds until the next token arrives (on a rejection, the same number
 //! as `Retry-After`).
 
-use super::store::{CounterStore, LocalStore};
-use super::KeyStatus;
+use super::limit::KeyStatus;
+use super::word_map::{ShardedWordMap, WordMap};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 /// Slowest refill: one token per ~31.7 years. Stands in for a zero or invalid rate.
@@ -144,35 +144,38 @@ impl Gcra {
     }
 }
 
-/// A keyed token bucket over a [`CounterStore`].
-pub struct TokenBucket<S: CounterStore = LocalStore> {
+/// A keyed token bucket over a [`WordMap`].
+pub struct TokenBucket<S: WordMap = ShardedWordMap> {
     gcra: Gcra,
-    store: S,
+    words: S,
 }
 
-impl TokenBucket<LocalStore> {
+impl TokenBucket<ShardedWordMap> {
     pub fn new(capacity: f64, fill_rate: f64, max_keys: usize) -> Self {
-        TokenBucket::with_store(Gcra::new(capacity, fill_rate), LocalStore::new(max_keys))
+        TokenBucket::with_words(
+            Gcra::new(capacity, fill_rate),
+            ShardedWordMap::new(max_keys),
+        )
     }
 }
 
-impl<S: CounterStore> TokenBucket<S> {
-    pub fn with_store(gcra: Gcra, store: S) -> Self {
-        TokenBucket { gcra, store }
+impl<S: WordMap> TokenBucket<S> {
+    pub fn with_words(gcra: Gcra, words: S) -> Self {
+        TokenBucket { gcra, words }
     }
 
     pub fn gcra(&self) -> &Gcra {
         &self.gcra
     }
 
-    pub fn store(&self) -> &S {
-        &self.store
+    pub fn words(&self) -> &S {
+        &self.words
     }
 
     /// What [`try_acquire`](Self::try_acquire) would answer now, without taking
     /// a token or creating state for the key.
     pub fn peek(&self, key: u64, now: u64) -> KeyStatus {
-        let tat = self.store.load(key);
+        let tat = self.words.load(key);
         match self.gcra.try_admit(tat, now) {
             Ok(new_tat) => self.admitted(new_tat, now),
             Err(wait) => KeyStatus::rejected(wait),
@@ -184,7 +187,7 @@ impl<S: CounterStore> TokenBucket<S> {
     pub fn try_acquire(&self, key: u64, now: u64) -> KeyStatus {
         // The closure's last run is the decision that stuck.
         let mut decision = Err(0);
-        let _ = self.store.fetch_update(key, now, |tat| {
+        let _ = self.words.fetch_update(key, now, |tat| {
             decision = self.gcra.try_admit(tat, now);
             decision.ok()
         });
@@ -201,7 +204,7 @@ impl<S: CounterStore> TokenBucket<S> {
         // An evicted key (word 0) already reads as a full bucket: leave it.
         // A result of 0 is a full bucket too; clamping it up to 1 would leave
         // a debt of 1 ns at `now == 0` and cost a token at capacity.
-        let _ = self.store.fetch_update(key, now, |tat| {
+        let _ = self.words.fetch_update(key, now, |tat| {
             (tat != 0).then(|| tat.saturating_sub(self.gcra.emission_ns))
         });
     }

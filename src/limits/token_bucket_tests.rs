@@ -88,7 +88,7 @@ proptest! {
         let fill_rate = 1e9 / t as f64;
         let gcra = Gcra::new(capacity, fill_rate);
         prop_assert_eq!(gcra.emission_ns(), t);
-        let bucket = TokenBucket::with_store(gcra, LocalStore::new(16));
+        let bucket = TokenBucket::with_words(gcra, ShardedWordMap::new(16));
         let mut reference = ReferenceBucket::new(&gcra);
 
         let mut now = 0u64;
@@ -238,15 +238,15 @@ fn full_buckets_are_swept_and_rejections_create_no_state() {
     for k in 0..100 {
         assert!(b.try_acquire(k, SEC).admitted);
     }
-    assert_eq!(b.store().live_keys(), 100);
-    b.store().sweep(SEC + SEC / 2);
-    assert_eq!(b.store().live_keys(), 100, "still in debt");
-    b.store().sweep(2 * SEC);
-    assert_eq!(b.store().live_keys(), 0, "full again: nothing to remember");
+    assert_eq!(b.words().live_keys(), 100);
+    b.words().sweep(SEC + SEC / 2);
+    assert_eq!(b.words().live_keys(), 100, "still in debt");
+    b.words().sweep(2 * SEC);
+    assert_eq!(b.words().live_keys(), 0, "full again: nothing to remember");
     for k in 0..100 {
         b.peek(k, 3 * SEC);
     }
-    assert_eq!(b.store().live_keys(), 0);
+    assert_eq!(b.words().live_keys(), 0);
 }
 
 #[test]

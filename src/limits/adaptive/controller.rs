@@ -45,6 +45,8 @@
 
 use std::time::Duration;
 
+pub use crate::limits::limit::Priority;
+
 /// Concurrency while `min_rtt` is measured (Envoy's default `min_concurrency`).
 pub const PROBE_LIMIT: f64 = 3.0;
 /// Requests a probe measures; their 10th percentile is the new `min_rtt`.
@@ -271,26 +273,6 @@ impl Controller {
         let u = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
         let base = self.params.probe_interval.as_nanos() as f64;
         (base * (0.85 + 0.3 * u)) as u64
-    }
-}
-
-/// The request classes of `priority:`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Priority {
-    Critical,
-    #[default]
-    Default,
-    Sheddable,
-}
-
-impl Priority {
-    /// `critical`, `sheddable`; anything else (or nothing) is `default`.
-    pub fn parse(value: Option<&[u8]>) -> Priority {
-        match value.map(<[u8]>::trim_ascii) {
-            Some(v) if v.eq_ignore_ascii_case(b"critical") => Priority::Critical,
-            Some(v) if v.eq_ignore_ascii_case(b"sheddable") => Priority::Sheddable,
-            _ => Priority::Default,
-        }
     }
 }
 

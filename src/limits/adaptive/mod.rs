@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use controller::{admits, Controller, Params, Priority, Sample};
 
-use super::KeyStatus;
+use super::limit::{Answer, Key, KeyStatus, Limit, Permit};
 
 /// One key's controller and in-flight count.
 pub struct KeyState {
@@ -98,6 +98,12 @@ impl AdaptiveGuard {
                 );
             }
         }
+    }
+}
+
+impl Permit for AdaptiveGuard {
+    fn record_attempt(&self, rtt_ns: u64, ok: bool, now: u64) {
+        self.record(rtt_ns, ok, now);
     }
 }
 
@@ -191,6 +197,37 @@ impl AdaptiveLimit {
     pub fn current_quota(&self) -> u64 {
         self.busiest()
             .map_or(self.params.initial as u64, |(s, _)| s.limit.floor() as u64)
+    }
+}
+
+/// The slot goes back with its permit: a commit owes nothing else.
+impl Limit for AdaptiveLimit {
+    type Permit = AdaptiveGuard;
+    type Undo = std::convert::Infallible;
+
+    fn check(&self, key: Key<'_>, now: u64) -> KeyStatus {
+        self.peek(key.hash, key.class, now)
+    }
+
+    fn commit(&self, key: Key<'_>, now: u64) -> Answer<AdaptiveGuard, Self::Undo> {
+        let (status, permit) = self.try_acquire(key.hash, key.class, now);
+        Answer {
+            permit,
+            ..Answer::bare(status)
+        }
+    }
+
+    fn undo(&self, _: Key<'_>, never: Self::Undo, _: u64) {
+        match never {}
+    }
+
+    fn retry_hint_secs(&self) -> Option<u64> {
+        Some(1)
+    }
+
+    /// `q` is what the limit allows now, so it is rendered per response.
+    fn quota_now(&self) -> Option<u64> {
+        Some(self.current_quota())
     }
 }
 

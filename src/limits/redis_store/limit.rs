@@ -22,18 +22,17 @@ use prometheus::IntCounter;
 use super::lease::{release_call, Lease};
 use super::scripts::{self, BadReply};
 use super::{keys, Call, RedisStore, StoreFailure, Which};
-use crate::limits::concurrency::ConcurrencyGuard;
+use crate::limits::limit::KeyStatus;
 use crate::limits::spec::{Algorithm, LimitSpec, OnStoreError};
-use crate::limits::store::{CounterStore, LocalStore};
 use crate::limits::token_bucket::Gcra;
-use crate::limits::KeyStatus;
+use crate::limits::word_map::{ShardedWordMap, WordMap};
 
 enum Alg {
     TokenBucket {
         gcra: Gcra,
         emission_us: String,
         tolerance_us: String,
-        deny: LocalStore,
+        deny: ShardedWordMap,
     },
     SlidingWindow {
         limit: u64,
@@ -53,7 +52,7 @@ enum Alg {
 pub enum RemoteOutcome {
     Decided {
         status: KeyStatus,
-        guard: Option<ConcurrencyGuard>,
+        guard: Option<Lease>,
         /// How to take the admission back if a later limit refuses.
         undo: Option<Undo>,
     },
@@ -90,7 +89,7 @@ impl RemoteLimit {
                     emission_us: micros(gcra.emission_ns()),
                     tolerance_us: micros(gcra.tolerance_ns()),
                     gcra,
-                    deny: LocalStore::new(spec.max_keys),
+                    deny: ShardedWordMap::new(spec.max_keys),
                 }
             }
             Algorithm::SlidingWindow { limit, window } => {
@@ -229,16 +228,9 @@ impl RemoteLimit {
                     }
                     return RemoteOutcome::Failed;
                 };
-                let guard = status.admitted.then(|| {
-                    ConcurrencyGuard::shared(Lease::hold(
-                        &self.store,
-                        key,
-                        member,
-                        *max,
-                        *ttl,
-                        conn,
-                    ))
-                });
+                let guard = status
+                    .admitted
+                    .then(|| Lease::hold(&self.store, key, member, *max, *ttl, conn));
                 decided(status, guard, None)
             }
         }
@@ -271,11 +263,7 @@ impl RemoteLimit {
     }
 }
 
-fn decided(
-    status: KeyStatus,
-    guard: Option<ConcurrencyGuard>,
-    undo: Option<Undo>,
-) -> RemoteOutcome {
+fn decided(status: KeyStatus, guard: Option<Lease>, undo: Option<Undo>) -> RemoteOutcome {
     RemoteOutcome::Decided {
         status,
         guard,

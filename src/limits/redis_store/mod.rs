@@ -21,7 +21,10 @@
 //! that way is removed straight after (or expires with its TTL).
 //!
 //! [`RemoteLimit`] is the per-limit half: which script, its arguments, the
-//! local deny cache, and how a reply reads as a [`KeyStatus`](super::KeyStatus).
+//! local deny cache, and how a reply reads as a
+//! [`KeyStatus`](super::limit::KeyStatus). [`SharedLimit`] is what the
+//! admission engine sees: the remote half and its local stand-in behind the
+//! one [`Limit`](super::limit::Limit) interface.
 
 mod circuit;
 mod conn;
@@ -29,6 +32,7 @@ pub mod keys;
 mod lease;
 mod limit;
 pub mod scripts;
+mod shared;
 mod task;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -42,6 +46,7 @@ use redis::{Script, Value};
 pub use circuit::Circuit;
 pub use lease::Lease;
 pub use limit::{RemoteLimit, RemoteOutcome, Undo};
+pub use shared::{SharedLimit, SharedPermit, SharedUndo};
 
 use conn::Conn;
 

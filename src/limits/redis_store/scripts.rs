@@ -30,9 +30,9 @@
 
 use redis::Value;
 
+use crate::limits::limit::KeyStatus;
 use crate::limits::sliding_window::WindowCounts;
 use crate::limits::token_bucket::Gcra;
-use crate::limits::KeyStatus;
 
 /// `KEYS[1]` TAT (µs). `ARGV`: emission interval µs, tolerance µs, mode
 /// (`1` acquire, `0` give one token back). Acquire replies `{1, debt µs after}`

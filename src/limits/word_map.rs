@@ -8,7 +8,7 @@
 //! absent key reads as `0`, which is always `<= now`. That one rule gives both
 //! eviction policies without any per-entry bookkeeping:
 //!
-//! - [`CounterStore::sweep`] drops every expired word (an idle key's bucket
+//! - [`WordMap::sweep`] drops every expired word (an idle key's bucket
 //!   refilled, so forgetting it changes no decision);
 //! - when a shard is full, the words that expire soonest go first: they are the
 //!   keys with the least debt, so evicting them forgives the least. A flood of
@@ -28,23 +28,25 @@
 //! An entry is 16 bytes (`u64` key + `AtomicU64`) plus hashbrown's one control
 //! byte, at a load factor between 7/16 and 7/8: 19–39 bytes per live key, well
 //! under the 64-byte target (see the `entry_layout_fits_the_budget` test).
-//! Each shard holds at most `ceil(max_keys / shards)` keys, so the whole store
+//! Each shard holds at most `ceil(max_keys / shards)` keys, so the whole map
 //! holds fewer than `max_keys + shards` whatever the number of distinct keys seen.
 //!
 //! # The trait
-//! [`CounterStore`] is what a shared (e.g. Redis) store would implement: load,
-//! an atomic read-modify-write of one word (a CAS loop here, a script there),
-//! sweep. The limiter logic is written against it only.
+//! [`WordMap`] is the whole surface the token bucket needs: load, an atomic
+//! read-modify-write of one word, sweep. The bucket is written against it
+//! only, so its tests can give it a tiny map and watch eviction. (Not to be
+//! confused with the shared store: a `store: redis` limit keeps its state in
+//! Redis and uses a word map only for its deny cache.)
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-/// Where per-key state words live. Words follow the expiry contract of the
+/// A map of per-key state words. Words follow the expiry contract of the
 /// module doc: `0` (absent) and anything `<= now` mean "fresh".
-pub trait CounterStore: Send + Sync {
-    /// The key's word, `0` when the store holds none.
+pub trait WordMap: Send + Sync {
+    /// The key's word, `0` when the map holds none.
     fn load(&self, key: u64) -> u64;
     /// Atomically updates the key's word, like [`AtomicU64::fetch_update`]:
     /// `f` gets the current word (`0` when absent) and returns the new one, or
@@ -82,37 +84,37 @@ impl Hasher for IdentityHasher {
 
 type Shard = HashMap<u64, AtomicU64, BuildHasherDefault<IdentityHasher>>;
 
-/// The in-process store: sharded, bounded, lock-free per key once present.
-pub struct LocalStore {
+/// The in-process word map: sharded, bounded, lock-free per key once present.
+pub struct ShardedWordMap {
     shards: Box<[RwLock<Shard>]>,
     shard_mask: u64,
     /// Most keys one shard may hold.
     shard_cap: usize,
 }
 
-/// The most shards a store uses; enough that two cores never queue on one lock,
+/// The most shards a map uses; enough that two cores never queue on one lock,
 /// few enough that a small `max_keys` still gives each shard a useful share.
 const MAX_SHARDS: usize = 64;
 /// A shard under this many keys is not split further.
 const MIN_KEYS_PER_SHARD: usize = 256;
 
-impl LocalStore {
-    /// A store holding state for at most about `max_keys` keys (fewer than
+impl ShardedWordMap {
+    /// A map holding state for at most about `max_keys` keys (fewer than
     /// `max_keys + shards`). `max_keys` of 0 is taken as 1.
-    pub fn new(max_keys: usize) -> LocalStore {
+    pub fn new(max_keys: usize) -> ShardedWordMap {
         let max_keys = max_keys.max(1);
         let shards = (max_keys / MIN_KEYS_PER_SHARD)
             .clamp(1, MAX_SHARDS)
             .next_power_of_two()
             .min(MAX_SHARDS);
-        LocalStore {
+        ShardedWordMap {
             shards: (0..shards).map(|_| RwLock::new(Shard::default())).collect(),
             shard_mask: shards as u64 - 1,
             shard_cap: max_keys.div_ceil(shards),
         }
     }
 
-    /// The hard bound on [`CounterStore::live_keys`].
+    /// The hard bound on [`WordMap::live_keys`].
     pub fn capacity(&self) -> usize {
         self.shard_cap * self.shards.len()
     }
@@ -163,7 +165,7 @@ impl LocalStore {
     }
 }
 
-impl CounterStore for LocalStore {
+impl WordMap for ShardedWordMap {
     fn load(&self, key: u64) -> u64 {
         read(self.shard(key))
             .get(&key)
@@ -234,13 +236,13 @@ mod tests {
     use super::*;
 
     /// Stores `new` unconditionally, as the tests below need.
-    fn put(s: &LocalStore, key: u64, new: u64, now: u64) {
+    fn put(s: &ShardedWordMap, key: u64, new: u64, now: u64) {
         let _ = s.fetch_update(key, now, |_| Some(new));
     }
 
     #[test]
     fn absent_reads_zero_and_is_inserted_only_when_written() {
-        let s = LocalStore::new(100);
+        let s = ShardedWordMap::new(100);
         assert_eq!(s.load(7), 0);
         assert_eq!(s.fetch_update(7, 0, |_| None), Err(0));
         assert_eq!(s.live_keys(), 0, "declining creates no state");
@@ -254,7 +256,7 @@ mod tests {
 
     #[test]
     fn concurrent_updates_are_not_lost() {
-        let s = LocalStore::new(100);
+        let s = ShardedWordMap::new(100);
         std::thread::scope(|scope| {
             for _ in 0..2 {
                 scope.spawn(|| {
@@ -269,7 +271,7 @@ mod tests {
 
     #[test]
     fn sweep_drops_only_expired_words() {
-        let s = LocalStore::new(100);
+        let s = ShardedWordMap::new(100);
         for k in 0..10u64 {
             put(&s, k << 32 | k, 100 + k, 0);
         }
@@ -281,7 +283,7 @@ mod tests {
 
     #[test]
     fn full_shard_evicts_the_soonest_expiring_first() {
-        let s = LocalStore::new(16); // one shard of 16
+        let s = ShardedWordMap::new(16); // one shard of 16
         for k in 0..16u64 {
             put(&s, k, 1_000 + k, 0);
         }
@@ -294,7 +296,7 @@ mod tests {
 
     #[test]
     fn equal_words_are_evicted_one_batch_at_a_time() {
-        let s = LocalStore::new(64);
+        let s = ShardedWordMap::new(64);
         for k in 0..64u64 {
             put(&s, k, 10, 0);
         }
@@ -304,7 +306,7 @@ mod tests {
 
     #[test]
     fn a_million_distinct_keys_stay_within_the_bound() {
-        let s = LocalStore::new(10_000);
+        let s = ShardedWordMap::new(10_000);
         let hasher = ahash::RandomState::with_seeds(1, 2, 3, 4);
         let mut peak = 0;
         for i in 0..1_000_000u64 {
@@ -327,7 +329,7 @@ mod tests {
         // Worst case right after a table doubles: load factor 7/16.
         let worst = entry as f64 / (7.0 / 16.0);
         assert!(worst <= 64.0, "{worst} bytes per key");
-        let s = LocalStore::new(100_000);
+        let s = ShardedWordMap::new(100_000);
         let hasher = ahash::RandomState::with_seeds(5, 6, 7, 8);
         for i in 0..100_000u64 {
             put(&s, hasher.hash_one(i), u64::MAX / 2, 0);
