@@ -17,6 +17,10 @@
 //! the backend and are counted, but not held against it. A timeout or reset
 //! still gives `load_aware` a latency sample (the time waited), so a backend
 //! that hangs looks as slow as it is.
+//!
+//! One attempt is only part of a request's story: what the request holds
+//! across its attempts (tried backends, in-flight count, retries) is
+//! `attempts`'s.
 
 use pingora_error::{Error, ErrorSource, ErrorType};
 
