@@ -115,3 +115,119 @@ async fn load_aware_learns_from_a_timeout_that_a_backend_is_slow() {
         accepted.load(Ordering::Relaxed)
     );
 }
+
+fn upstream_requests(up: &str, addr: SocketAddr, outcome: &str) -> String {
+    format!(
+        "sluice_upstream_requests_total{{backend=\"{addr}\",outcome=\"{outcome}\",upstream=\"{up}\"}}"
+    )
+}
+
+/// Waits for `n` JSON lines in the access log at `path`.
+async fn access_log_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access log has {} of {n} lines",
+            lines.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_connect_failures_are_each_counted_once_and_give_back_in_flight() {
+    let (good, _) = echo("good").await;
+    let dead = dead_addr();
+    let (gone_a, gone_b) = (dead_addr(), dead_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let gw = Gateway::start(&format!(
+        "access_log: {{ path: {}, format: json }}\n\
+         upstreams:\n  pool:\n    balance: least_conn\n    backends: [{dead}, {good}]\n    retries: 1\n  \
+         gone:\n    backends: [{gone_a}, {gone_b}]\n    retries: 1\n\
+         routes:\n  - path_prefix: /gone/\n    upstream: gone\n  - upstream: pool\n",
+        path.display()
+    ))
+    .await;
+    let c = client();
+    for i in 0..6 {
+        let r = c
+            .get(gw.url("/"))
+            .header("x-request-id", format!("ok-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", gw.log());
+    }
+    let r = c
+        .get(gw.url("/gone/"))
+        .header("x-request-id", "gone")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+
+    let lines = access_log_lines(&path, 7).await;
+    let mut retried = 0;
+    for line in lines.iter().filter(|l| l["upstream"] == "pool") {
+        assert_eq!(line["backend"], good.to_string(), "{line}");
+        let attempts = line["attempts"].as_u64().unwrap();
+        assert!(attempts == 1 || attempts == 2, "{line}");
+        retried += attempts - 1;
+    }
+    // least_conn breaks ties at random, so the dead backend was tried first
+    // by some of the requests: each of those is one retry and one failure.
+    let dead_failures = gw
+        .metric(&upstream_requests("pool", dead, "connect_failure"))
+        .await;
+    assert_eq!(dead_failures, Some(retried as f64));
+    assert_eq!(
+        gw.metric("sluice_retries_total{upstream=\"pool\"}").await,
+        Some(retried as f64)
+    );
+    assert_eq!(
+        gw.metric(&upstream_requests("pool", good, "ok")).await,
+        Some(6.0)
+    );
+
+    // Both attempts failed: two attempts, the last one named, one retry.
+    let gone = lines.iter().find(|l| l["request_id"] == "gone").unwrap();
+    assert_eq!(gone["status"], 502);
+    assert_eq!(gone["attempts"], 2);
+    let last = gone["backend"].as_str().unwrap();
+    assert!(
+        last == gone_a.to_string() || last == gone_b.to_string(),
+        "{gone}"
+    );
+    for addr in [gone_a, gone_b] {
+        assert_eq!(
+            gw.metric(&upstream_requests("gone", addr, "connect_failure"))
+                .await,
+            Some(1.0)
+        );
+    }
+    assert_eq!(
+        gw.metric("sluice_retries_total{upstream=\"gone\"}").await,
+        Some(1.0)
+    );
+
+    let released = gw
+        .wait_status(std::time::Duration::from_secs(5), |s| {
+            ["pool", "gone"].iter().all(|up| {
+                s["upstreams"][up]["backends"]
+                    .as_array()
+                    .is_some_and(|bs| bs.iter().all(|b| b["in_flight"] == 0))
+            })
+        })
+        .await;
+    assert!(released, "in-flight left behind: {}", gw.status().await);
+}

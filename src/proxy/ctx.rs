@@ -1,14 +1,12 @@
 //! What the gateway learns about one request, carried from phase to phase,
-//! and the bookkeeping that goes with it (in-flight counts, attempt
-//! counters, what to record when the request ends).
+//! and what is recorded when it ends. The request's attempts at a backend
+//! keep their own books (see `upstream::attempts`).
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pingora_http::ResponseHeader;
-use smallvec::SmallVec;
 
 use crate::filters::FilterContext;
 use crate::limits::Verdict;
@@ -16,7 +14,7 @@ use crate::live::{Generation, Route};
 use crate::request::body_limit::BodyLimit;
 use crate::request::path::OriginalTarget;
 use crate::request::request_id::RequestId;
-use crate::upstream::{AttemptTracker, Settled};
+use crate::upstream::{Attempts, Settled};
 
 /// What the limits decided, kept for the response and the access log.
 // One per request, inside the request context Pingora allocates once: boxing
@@ -43,13 +41,8 @@ pub struct RequestCtx {
     pub(super) request_id: RequestId,
     pub(super) peer_ip: Option<IpAddr>,
     pub(super) client_ip: Option<IpAddr>,
-    /// Backends this request has been sent to, in order.
-    pub(super) tried: SmallVec<[usize; 4]>,
-    pub(super) attempts: usize,
-    /// The backend whose in-flight count this request holds.
-    pub(super) inflight_on: Option<usize>,
-    /// The current attempt, settled exactly once (see `upstream::attempt`).
-    pub(super) attempt: AttemptTracker,
+    /// The request's attempts at its route's pool, from the first pick.
+    pub(super) attempts: Option<Attempts>,
     pub(super) limits: LimitState,
     /// When `request_filter` began (limiter clock nanos; 0 until then). The
     /// one clock read admission, the first attempt and the duration share.
@@ -62,29 +55,22 @@ pub struct RequestCtx {
     pub(super) body_limit: Option<BodyLimit>,
 }
 
-/// A request whose task ends early (a panic in a filter hook unwinds through
-/// the connection's task, past `logging`) still gives back the backend's
-/// in-flight count, or least_conn and load_aware would steer around that
-/// backend forever. Idempotent: `logging` has usually released it already.
-impl Drop for RequestCtx {
-    fn drop(&mut self) {
-        self.release_inflight();
-    }
-}
-
 impl RequestCtx {
     pub(super) fn route(&self) -> Option<(&Generation, &Route)> {
         let gw = self.gateway.as_deref()?;
         Some((gw, gw.routes.get(self.route?)?))
     }
 
-    pub(super) fn release_inflight(&mut self) {
-        if let (Some(idx), Some((_, route))) = (self.inflight_on, self.route()) {
-            if let Some(b) = route.pool.backends.get(idx) {
-                b.stats.inflight.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.inflight_on = None;
+    /// The route and the request's attempts at its pool, begun at the
+    /// first pick. The attempts hold the pool, so what they count on its
+    /// backends is given back even if the request never reaches `logging`.
+    pub(super) fn route_attempts(&mut self) -> Option<(&Route, &mut Attempts)> {
+        let route = self.gateway.as_deref()?.routes.get(self.route?)?;
+        let started = self.started;
+        let attempts = self
+            .attempts
+            .get_or_insert_with(|| Attempts::new(route.pool.clone(), started));
+        Some((route, attempts))
     }
 
     /// Records a settled attempt, once: the backend's counters, passive
@@ -92,12 +78,10 @@ impl RequestCtx {
     /// (the time since the pick, and whether it failed: an error, a timeout,
     /// a 5xx, which they count as congestion).
     pub(super) fn settle(&self, settled: Option<Settled>, now: u64) {
-        let Some(settled) = settled else {
+        let (Some(settled), Some(attempts)) = (settled, &self.attempts) else {
             return;
         };
-        if let Some((_, route)) = self.route() {
-            route.pool.record(&settled, now);
-        }
+        attempts.pool().record(&settled, now);
         if let (LimitState::Admitted(verdict), Some((rtt, ok))) =
             (&self.limits, settled.adaptive_sample())
         {
@@ -121,12 +105,6 @@ impl RequestCtx {
         }
     }
 
-    pub(super) fn count_retry(&self) {
-        if let Some((_, route)) = self.route() {
-            route.pool.retries.inc();
-        }
-    }
-
     pub(super) fn new() -> RequestCtx {
         RequestCtx {
             gateway: None,
@@ -136,10 +114,7 @@ impl RequestCtx {
             request_id: RequestId::none(),
             peer_ip: None,
             client_ip: None,
-            tried: SmallVec::new(),
-            attempts: 0,
-            inflight_on: None,
-            attempt: AttemptTracker::default(),
+            attempts: None,
             limits: LimitState::None,
             started: 0,
             grpc: false,
@@ -170,13 +145,8 @@ impl RequestCtx {
             client_ip: self.client_ip,
             route: route.map_or("", |(_, r)| &r.name),
             upstream: route.map_or("", |(_, r)| r.pool.name()),
-            backend: route.and_then(|(_, r)| {
-                self.tried
-                    .last()
-                    .and_then(|i| r.pool.backends.get(*i))
-                    .map(|b| b.addr)
-            }),
-            attempts: self.attempts,
+            backend: self.attempts.as_ref().and_then(Attempts::backend),
+            attempts: self.attempts.as_ref().map_or(0, Attempts::count),
             started_nanos: self.started,
             metrics: route.map(|(_, r)| &r.metrics),
         }

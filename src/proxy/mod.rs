@@ -6,7 +6,6 @@
 mod answer;
 mod ctx;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -235,22 +234,15 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        ctx.release_inflight();
-        let Some((_, route)) = ctx.route() else {
+        let (grpc, client_ip) = (ctx.grpc, ctx.client_ip);
+        let Some((route, attempts)) = ctx.route_attempts() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route in context");
         };
-        let pool = route.pool.clone();
-        // The first attempt starts when the request did; only retries read
-        // the clock again.
-        let now = if ctx.attempts == 0 {
-            pool.budget.record_request(ctx.started);
-            ctx.started
-        } else {
-            self.clock.now_nanos()
-        };
+        let now = attempts.picking(|| self.clock.now_nanos());
+        let pool = attempts.pool();
         let req = session.req_header();
         let input = KeyInput {
-            client_ip: ctx.client_ip,
+            client_ip,
             headers: &req.headers,
             uri: &req.uri,
             route: &route.name,
@@ -261,46 +253,37 @@ impl ProxyHttp for Proxy {
         };
         let pick = pool.pick(
             key.as_deref().unwrap_or(b""),
-            &ctx.tried,
+            attempts.tried(),
             now,
             &mut rand::thread_rng(),
         );
-        match pick {
-            Pick::Backend(idx) => {
-                let Some(mut peer) = pool.peer(idx) else {
-                    return Error::e_explain(
-                        ErrorType::HTTPStatus(500),
-                        "backend index out of range",
-                    );
-                };
-                if ctx.grpc {
-                    // The client gives up at its deadline; waiting longer
-                    // for the backend only holds a connection for nothing.
-                    let deadline = req
-                        .headers
-                        .get("grpc-timeout")
-                        .and_then(|v| grpc::parse_timeout(v.as_bytes()));
-                    if let Some(d) = deadline {
-                        let o = &mut peer.options;
-                        o.read_timeout = Some(o.read_timeout.map_or(d, |t| t.min(d)));
-                    }
-                }
-                pool.backends[idx]
-                    .stats
-                    .inflight
-                    .fetch_add(1, Ordering::Relaxed);
-                ctx.tried.push(idx);
-                ctx.attempts += 1;
-                ctx.inflight_on = Some(idx);
-                let unsettled = ctx.attempt.picked(idx, now);
-                ctx.settle(unsettled, now);
-                Ok(peer)
+        let idx = match pick {
+            Pick::Backend(idx) => idx,
+            Pick::NoneHealthy => {
+                return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend")
             }
-            Pick::NoneHealthy => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend"),
             Pick::Exhausted => {
-                Error::e_explain(ErrorType::HTTPStatus(502), "every backend attempt failed")
+                return Error::e_explain(ErrorType::HTTPStatus(502), "every backend attempt failed")
+            }
+        };
+        let Some(mut peer) = pool.peer(idx) else {
+            return Error::e_explain(ErrorType::HTTPStatus(500), "backend index out of range");
+        };
+        if grpc {
+            // The client gives up at its deadline; waiting longer for the
+            // backend only holds a connection for nothing.
+            let deadline = req
+                .headers
+                .get("grpc-timeout")
+                .and_then(|v| grpc::parse_timeout(v.as_bytes()));
+            if let Some(d) = deadline {
+                let o = &mut peer.options;
+                o.read_timeout = Some(o.read_timeout.map_or(d, |t| t.min(d)));
             }
         }
+        let unsettled = attempts.picked(idx, now);
+        ctx.settle(unsettled, now);
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -310,21 +293,10 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        ctx.release_inflight();
         let now = self.clock.now_nanos();
-        let settled = ctx.attempt.connect_failed(now);
-        ctx.settle(settled, now);
-        // Nothing was sent, so any method may go to another backend, within
-        // the route's retry count and the pool's retry budget.
-        let retry = match (ctx.route(), ctx.tried.last()) {
-            (Some((_, r)), Some(_)) => {
-                ctx.tried.len() <= r.pool.spec.retries as usize && r.pool.budget.try_retry(now)
-            }
-            _ => false,
-        };
-        if retry {
-            ctx.count_retry();
-        }
+        let failed = ctx.attempts.as_mut().map(|a| a.connect_failed(now));
+        let retry = failed.is_some_and(|f| f.retry);
+        ctx.settle(failed.and_then(|f| f.settled), now);
         e.set_retry(retry);
         e
     }
@@ -338,6 +310,8 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        // Pingora's default rule: a request that can be replayed is retried
+        // where the error allows it (over HTTP/1, only on a reused connection).
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {
             e.set_retry(false);
@@ -345,15 +319,9 @@ impl ProxyHttp for Proxy {
             e.retry.decide_reuse(client_reused);
         }
         let now = self.clock.now_nanos();
-        let settled = ctx.attempt.failed(Failure::classify(&e, e.retry()), now);
+        let failure = Failure::classify(&e, e.retry());
+        let settled = ctx.attempts.as_mut().and_then(|a| a.failed(failure, now));
         ctx.settle(settled, now);
-        if e.retry() {
-            // A pooled connection the backend had already closed: the backend
-            // itself is fine, so it may be picked again.
-            ctx.count_retry();
-            ctx.release_inflight();
-            ctx.tried.pop();
-        }
         e
     }
 
@@ -410,9 +378,9 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if ctx.attempt.open_since().is_some() {
+        if let Some(attempts) = ctx.attempts.as_mut().filter(|a| a.is_open()) {
             let now = self.clock.now_nanos();
-            let settled = ctx.attempt.answered(upstream_response.status.as_u16(), now);
+            let settled = attempts.answered(upstream_response.status.as_u16(), now);
             ctx.settle(settled, now);
         }
         if self.draining.is_draining() {
@@ -456,9 +424,8 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         crate::transport::conn::request_done(session);
         let now = self.clock.now_nanos();
-        let settled = ctx.attempt.finish(e, now);
+        let settled = ctx.attempts.as_mut().and_then(|a| a.finish(e, now));
         ctx.settle(settled, now);
-        ctx.release_inflight();
         let limit_label = ctx.finish_limits();
         self.recorder
             .request_done(session, ctx.done(), &limit_label, now);

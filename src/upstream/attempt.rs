@@ -17,6 +17,10 @@
 //! the backend and are counted, but not held against it. A timeout or reset
 //! still gives `load_aware` a latency sample (the time waited), so a backend
 //! that hangs looks as slow as it is.
+//!
+//! One attempt is only part of a request's story: what the request holds
+//! across its attempts (tried backends, in-flight count, retries) is
+//! `attempts`'s.
 
 use pingora_error::{Error, ErrorSource, ErrorType};
 
@@ -101,15 +105,17 @@ pub enum Failure {
 
 impl Failure {
     /// Sorts a Pingora error from `error_while_proxy`; `will_retry` is
-    /// Pingora's verdict that the connection was a stale reused one.
+    /// Pingora's verdict that the connection was a stale reused one. A retry
+    /// comes first: whoever is to blame, the request goes back to the same
+    /// backend, and none of these endings is held against it.
     pub fn classify(e: &Error, will_retry: bool) -> Failure {
+        if will_retry {
+            return Failure::Stale;
+        }
         match e.esource() {
             ErrorSource::Downstream => return Failure::ClientGone,
             ErrorSource::Internal | ErrorSource::Unset => return Failure::Internal,
             ErrorSource::Upstream => {}
-        }
-        if will_retry {
-            return Failure::Stale;
         }
         match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout => {
@@ -308,6 +314,19 @@ mod tests {
         assert_eq!(s.backend_failed(), None);
         assert_eq!(a.picked(0, MS), None);
         assert_eq!(a.answered(200, 2 * MS).unwrap().backend, 0);
+    }
+
+    #[test]
+    fn whatever_pingora_retries_is_stale() {
+        // The retry goes back to the same backend whoever was to blame, so
+        // the request's books treat every retried failure alike.
+        let mut down = Error::new(ErrorType::WriteError);
+        down.as_down();
+        let mut internal = Error::new(ErrorType::InternalError);
+        internal.esource = ErrorSource::Internal;
+        for e in [up(ErrorType::ConnectionClosed), down, internal] {
+            assert_eq!(Failure::classify(&e, true), Failure::Stale, "{e}");
+        }
     }
 
     #[test]

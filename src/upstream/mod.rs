@@ -1,7 +1,9 @@
-//! Upstream pools: backend selection, active health checks, and the
-//! background service that runs those checks for whatever config is live.
+//! Upstream pools: backend selection, active health checks, the background
+//! service that runs those checks for whatever config is live, and the state
+//! machines that account for a request's attempts at a pool.
 
 mod attempt;
+mod attempts;
 mod budget;
 pub mod dns;
 mod grpc_check;
@@ -15,6 +17,7 @@ mod service;
 mod view;
 
 pub use attempt::{AttemptTracker, Ending, Failure, Settled};
+pub(crate) use attempts::Attempts;
 pub use budget::RetryBudget;
 pub use load::PeakEwma;
 pub use outlier::OutlierState;
