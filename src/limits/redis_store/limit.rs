@@ -19,9 +19,12 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 
-use super::lease::{release_call, Lease};
+use super::call::{Call, StoreFailure, Which};
+use super::held::release_call;
+use super::keys;
+use super::lease::Lease;
 use super::scripts::{self, BadReply};
-use super::{keys, Call, RedisStore, StoreFailure, Which};
+use super::store::RedisStore;
 use crate::limits::limit::KeyStatus;
 use crate::limits::spec::{Algorithm, LimitSpec, OnStoreError};
 use crate::limits::token_bucket::Gcra;

@@ -9,7 +9,8 @@
 //! local stand-in (the limit at `1/instances` of its size) decides in the
 //! store's place, and is undone like any local limit.
 
-use super::{Lease, RemoteLimit, RemoteOutcome, Undo};
+use super::lease::Lease;
+use super::limit::{RemoteLimit, RemoteOutcome, Undo};
 use crate::limits::concurrency::ConcurrencyGuard;
 use crate::limits::limit::{Answer, Key, KeyStatus, Limit, Permit};
 use crate::limits::local::{Counted, Local};
