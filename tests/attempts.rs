@@ -122,27 +122,6 @@ fn upstream_requests(up: &str, addr: SocketAddr, outcome: &str) -> String {
     )
 }
 
-/// Waits for `n` JSON lines in the access log at `path`.
-async fn access_log_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "access log has {} of {n} lines",
-            lines.len()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_connect_failures_are_each_counted_once_and_give_back_in_flight() {
     let (good, _) = echo("good").await;
@@ -176,7 +155,7 @@ async fn retried_connect_failures_are_each_counted_once_and_give_back_in_flight(
         .unwrap();
     assert_eq!(r.status(), 502);
 
-    let lines = access_log_lines(&path, 7).await;
+    let lines = common::access_log_lines(&path, 7).await;
     let mut retried = 0;
     for line in lines.iter().filter(|l| l["upstream"] == "pool") {
         assert_eq!(line["backend"], good.to_string(), "{line}");

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -51,22 +50,6 @@ fn backend_of(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .map(|v| v["backend"].as_str().unwrap_or("").to_string())
         .unwrap_or_default()
-}
-
-/// Access log lines (JSON) once `n` are written; bounded in time.
-async fn access_lines(path: &Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,7 +110,7 @@ async fn a_tls_listener_offers_h2_and_http1_by_alpn() {
     .await;
     assert_eq!((v.as_str(), code), ("1.1", 200));
 
-    let lines = access_lines(&log_path, 3).await;
+    let lines = common::access_log_lines(&log_path, 3).await;
     let protocols: Vec<&str> = lines
         .iter()
         .filter_map(|l| l["protocol"].as_str())

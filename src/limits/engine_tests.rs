@@ -237,17 +237,8 @@ fn one_limit_is_committed_without_a_read() {
 /// per_key]`, ten requests. What is counted is what was committed.
 #[test]
 fn ten_requests_over_a_capacity_of_one_count_one_admission_each() {
+    use crate::limits::tests::spec;
     use crate::limits::Limiter;
-    let spec = |name: &str, algorithm| LimitSpec {
-        name: name.to_string(),
-        algorithm,
-        key: KeySpec::Global,
-        shadow: false,
-        on_missing: OnMissing::Shared,
-        status: 429,
-        store: StoreSpec::Local,
-        max_keys: 16,
-    };
     let per_ip = Limiter::new(spec(
         "per_ip",
         Algorithm::TokenBucket {

@@ -20,7 +20,8 @@ fn key(value: &[u8]) -> Option<&[u8]> {
     Some(value)
 }
 
-fn spec(name: &str, algorithm: Algorithm) -> LimitSpec {
+/// A local limit of `algorithm` on the `global` key (shared by the engine's tests).
+pub(super) fn spec(name: &str, algorithm: Algorithm) -> LimitSpec {
     LimitSpec {
         name: name.to_string(),
         algorithm,

@@ -397,3 +397,24 @@ pub fn tls_client_config(
     config.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(config)
 }
+
+/// Waits for `n` JSON lines in the access log at `path`.
+pub async fn access_log_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access log has {} of {n} lines",
+            lines.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
