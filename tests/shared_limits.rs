@@ -421,16 +421,27 @@ async fn redis_down_or_frozen_each_mode_does_what_it_says_and_nothing_waits() {
                 .await,
             "{phase}: the circuit did not close after Redis came back"
         );
-        // Decided in Redis again: a fresh key appears there.
-        let r = c.get(gw.url("/allow")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
+        // Decided in Redis again: a fresh key appears there. The circuit
+        // closes when the store's own thread sees Redis answer; a worker
+        // thread's connection may still be reconnecting for its next
+        // decision (which `on_store_error: allow` admits meanwhile), so
+        // allow a few requests, bounded in count and time.
         let key = "sluice:{fb_allow:=}:tb";
-        if phase == "killed" {
-            assert!(
-                redis.query(&["EXISTS", key]).is_some_and(|r| r == "1"),
-                "{phase}: not decided in Redis after recovery"
-            );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut in_redis = false;
+        for _ in 0..100 {
+            let r = c.get(gw.url("/allow")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            if phase != "killed" || redis.query(&["EXISTS", key]).is_some_and(|r| r == "1") {
+                in_redis = true;
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(in_redis, "{phase}: not decided in Redis after recovery");
         // Reset the local fallback's bucket for the next phase: a reload with
         // a changed limit builds it anew.
         if phase == "killed" {
