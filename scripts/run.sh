@@ -7,7 +7,7 @@ source scripts/setup.sh
 sluice_setup
 
 cargo build --release --bins
-BIN=target/release
+BIN=${CARGO_TARGET_DIR:-target}/release
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
