@@ -1,6 +1,7 @@
 //! The top-level keys that bound what one client connection may hold:
-//! `request_header_timeout`, `keepalive_timeout`, `max_connections` and
-//! `max_connections_per_ip` (see `crate::transport::conn` for how they apply).
+//! `request_header_timeout`, `keepalive_timeout`, `max_connections`,
+//! `max_connections_per_ip` and `tls_handshake_timeout` (see
+//! `crate::transport::conn` for how they apply).
 
 use std::time::Duration;
 
@@ -15,6 +16,11 @@ use super::node::{Errors, Node};
 pub const DEFAULT_REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// nginx's `keepalive_timeout` is 75s, Pingora's own 60s.
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A handshake is two round trips: 10s is long for any real client and, at
+/// the per-IP cap, short for a client that holds places by never speaking.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pingora itself ends every handshake at 60s: a longer timeout would never apply.
+pub const MAX_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn validate(top: &Mapping, root: &Node, errs: &mut Errors) -> Option<ClientLimits> {
     let field = |key: &str| top.get(key).map(|v| root.child(key, v));
@@ -34,11 +40,25 @@ pub fn validate(top: &Mapping, root: &Node, errs: &mut Errors) -> Option<ClientL
         None => Some(None),
         Some(n) => off_or(&n, errs, u32::MAX as u64),
     };
+    let tls_handshake_timeout = match field("tls_handshake_timeout") {
+        None => Some(DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+        Some(n) => n.duration(errs).and_then(|d| {
+            if d > MAX_TLS_HANDSHAKE_TIMEOUT {
+                errs.push(
+                    n.path(),
+                    "must be at most 60s (Pingora ends every handshake at 60s)",
+                );
+                return None;
+            }
+            Some(d)
+        }),
+    };
     Some(ClientLimits {
         request_header_timeout: request_header_timeout?,
         keepalive_timeout: keepalive_timeout?,
         max_connections: max_connections?.map(|v| v as u32),
         max_connections_per_ip: max_connections_per_ip?.map(|v| v as u32),
+        tls_handshake_timeout: tls_handshake_timeout?,
     })
 }
 
@@ -73,6 +93,39 @@ mod tests {
         assert_eq!(l.keepalive_timeout, DEFAULT_KEEPALIVE_TIMEOUT);
         assert_eq!(l.max_connections, None);
         assert_eq!(l.max_connections_per_ip, None);
+        assert_eq!(l.tls_handshake_timeout, DEFAULT_TLS_HANDSHAKE_TIMEOUT);
+    }
+
+    #[test]
+    fn tls_handshake_timeout_is_read_and_bounded() {
+        let l = limits("tls_handshake_timeout: 300ms\n").unwrap();
+        assert_eq!(l.tls_handshake_timeout, Duration::from_millis(300));
+        let l = limits("tls_handshake_timeout: 1m\n").unwrap();
+        assert_eq!(l.tls_handshake_timeout, MAX_TLS_HANDSHAKE_TIMEOUT);
+        for (extra, message) in [
+            (
+                "tls_handshake_timeout: 0s\n",
+                "tls_handshake_timeout: must be longer than 0",
+            ),
+            (
+                "tls_handshake_timeout: 61s\n",
+                "tls_handshake_timeout: must be at most 60s",
+            ),
+            (
+                "tls_handshake_timeout: 5\n",
+                "tls_handshake_timeout: a duration needs a unit",
+            ),
+            (
+                "tls_handshake_timeout: soon\n",
+                "tls_handshake_timeout: `soon` is not a duration",
+            ),
+        ] {
+            let errs = limits(extra).unwrap_err();
+            assert!(
+                errs.iter().any(|e| e.starts_with(message)),
+                "{extra}: {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub const GATEWAY_KEYS: &[&str] = &[
     "keepalive_timeout",
     "max_connections",
     "max_connections_per_ip",
+    "tls_handshake_timeout",
     "upstreams",
     "limits",
     "routes",

@@ -52,6 +52,9 @@ pub struct ClientLimits {
     pub max_connections: Option<u32>,
     /// Open connections one client IP may hold; `None`: no cap.
     pub max_connections_per_ip: Option<u32>,
+    /// A TLS handshake must be done this long after its connection was
+    /// accepted; the connection is closed past it.
+    pub tls_handshake_timeout: Duration,
 }
 
 /// The admin listener: `admin: ADDR` or `{ address, token_file, insecure }`.
