@@ -24,7 +24,7 @@ use crate::telemetry::access_log::{AccessLog, AccessLogService};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::observe::Recorder;
 use crate::telemetry::stats::{SampleStats, Stats};
-use crate::transport::conn::{self, ClientGuard, ConnCounts};
+use crate::transport::conn::{self, ClientGuard, ConnCounts, HandshakeGuard, Handshakes, Places};
 use crate::upstream::dns::DnsService;
 use crate::upstream::{HealthService, LivePools};
 
@@ -122,7 +122,6 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
         let live = live.clone();
         Arc::new(move || live.load().config.clients)
     };
-    let conn_metrics = metrics.connections();
     let recorder = Recorder {
         metrics: metrics.clone(),
         access_log: access_log.clone(),
@@ -144,6 +143,13 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
             );
         }
     }
+    let places = Arc::new(Places::new(
+        client_settings,
+        clients.clone(),
+        metrics.connections(),
+        default_max_connections,
+    ));
+    let handshakes = Arc::new(Handshakes::default());
     // Pingora turns h2c on per application, not per listener: listeners that
     // accept h2c get their own service, the others keep plain HTTP/1.1.
     for h2c in [false, true] {
@@ -170,21 +176,20 @@ fn serve(cli: Cli, loaded: Loaded, registry: Registry) -> Result<(), String> {
             DeferredCleanup {
                 inner: Arc::new(ClientGuard {
                     inner: Arc::new(app),
-                    settings: client_settings.clone(),
-                    counts: clients.clone(),
-                    metrics: conn_metrics.clone(),
+                    places: places.clone(),
+                    handshakes: handshakes.clone(),
                     h2c,
-                    default_max_connections,
                 }),
                 delay: std::time::Duration::from_secs(grace.min(1)),
             },
         );
-        proxy.set_connection_filter(Arc::new(conn::AcceptFilter {
-            settings: client_settings.clone(),
-            counts: clients.clone(),
-            metrics: conn_metrics.clone(),
-            default_max_connections,
-        }));
+        proxy.set_connection_filter(Arc::new(conn::AcceptFilter(places.clone())));
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(HandshakeGuard {
+                places: places.clone(),
+                handshakes: handshakes.clone(),
+            }));
         for l in mine {
             match &l.tls {
                 None => proxy.add_tcp(&l.address),

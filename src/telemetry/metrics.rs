@@ -206,7 +206,7 @@ impl Metrics {
             client_timeouts: counter(
                 &r,
                 "sluice_client_timeouts_total",
-                "HTTP/1 client connections closed by a deadline: request_header (answered 408) or idle (nothing sent within request_header_timeout or keepalive_timeout).",
+                "Client connections closed by a deadline: request_header (HTTP/1, answered 408), idle (HTTP/1, nothing sent within request_header_timeout or keepalive_timeout) or tls_handshake (not done within tls_handshake_timeout).",
                 &["kind"],
             ),
             store_errors: counter(
@@ -244,6 +244,7 @@ impl Metrics {
             timeouts: TimeoutCounters {
                 request_header: self.client_timeouts.with_label_values(&["request_header"]),
                 idle: self.client_timeouts.with_label_values(&["idle"]),
+                tls_handshake: self.client_timeouts.with_label_values(&["tls_handshake"]),
             },
         }
     }

@@ -1,7 +1,8 @@
 //! Open client connections, counted in total and per client IP, so that
 //! `max_connections` and `max_connections_per_ip` can refuse a connection
 //! the moment it arrives. A [`Permit`] is held for the connection's whole
-//! life and gives its place back when dropped, however the connection ends.
+//! life, from accept, and gives its place back when dropped, however the
+//! connection ends.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,18 +43,6 @@ impl ConnCounts {
     /// Open connections now.
     pub fn open(&self) -> u32 {
         self.total.load(Ordering::Relaxed)
-    }
-
-    /// Whether a connection from `ip` would be refused now: a cheap look,
-    /// without taking a place, so that a TLS listener can refuse before
-    /// the handshake (the place is taken after it, in [`Self::admit`]).
-    pub fn would_refuse(&self, ip: IpAddr, max: u32, per_ip: Option<u32>) -> Option<Refusal> {
-        if self.open() >= max {
-            return Some(Refusal::MaxConnections);
-        }
-        let cap = per_ip?;
-        let map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        (map.get(&ip).copied().unwrap_or(0) >= cap).then_some(Refusal::MaxConnectionsPerIp)
     }
 
     /// Admits a connection from `ip` if it keeps the total within `max` and
@@ -142,23 +131,6 @@ mod tests {
         let _b = c.admit(ip(2), 100, Some(2)).unwrap();
         drop(a1);
         assert!(c.admit(ip(1), 100, Some(2)).is_ok());
-    }
-
-    #[test]
-    fn would_refuse_agrees_with_admit_without_taking_a_place() {
-        let c = Arc::new(ConnCounts::default());
-        let one = IpAddr::from([10, 0, 0, 1]);
-        assert_eq!(c.would_refuse(one, 2, Some(1)), None);
-        let _held = c.admit(Some(one), 2, Some(1)).unwrap();
-        assert_eq!(
-            c.would_refuse(one, 2, Some(1)),
-            Some(Refusal::MaxConnectionsPerIp)
-        );
-        let two = IpAddr::from([10, 0, 0, 2]);
-        assert_eq!(c.would_refuse(two, 2, Some(1)), None);
-        let _other = c.admit(Some(two), 2, Some(1)).unwrap();
-        assert_eq!(c.would_refuse(two, 2, None), Some(Refusal::MaxConnections));
-        assert_eq!(c.open(), 2);
     }
 
     #[test]

@@ -30,6 +30,8 @@ const DONE: u8 = 2;
 pub struct TimeoutCounters {
     pub request_header: IntCounter,
     pub idle: IntCounter,
+    /// Counted by `super::handshake`.
+    pub tls_handshake: IntCounter,
 }
 
 enum State {
