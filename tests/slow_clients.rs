@@ -9,9 +9,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{client, echo, Gateway};
+use common::{client, connect_from, echo, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Reads until the gateway closes; (bytes, when the close came). Bounded.
 async fn read_until_close(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, Instant) {
@@ -60,14 +60,6 @@ async fn read_response(s: &mut TcpStream) -> Vec<u8> {
         );
         out.extend_from_slice(&buf[..n]);
     }
-}
-
-async fn connect_from(local: [u8; 4], port: u16) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((local, 0))).unwrap();
-    sock.connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .await
-        .unwrap()
 }
 
 fn config(up: SocketAddr, extra: &str) -> String {

@@ -64,6 +64,20 @@ impl Gateway {
             sections,
             listen,
             None,
+            None,
+        )
+        .await
+    }
+
+    /// Like [`Self::start_with_listen`], with the gateway's file-descriptor
+    /// limit (soft and hard, so it cannot raise it) set to `nofile`.
+    pub async fn start_with_nofile(sections: &str, listen: Option<String>, nofile: u64) -> Gateway {
+        Self::start_binary(
+            Path::new(env!("CARGO_BIN_EXE_sluice")),
+            sections,
+            listen,
+            None,
+            Some(nofile),
         )
         .await
     }
@@ -76,6 +90,7 @@ impl Gateway {
             sections,
             None,
             Some(admin),
+            None,
         )
         .await
     }
@@ -114,7 +129,7 @@ impl Gateway {
              `cargo build --example {name}` (scripts/test.sh does)",
             bin.display()
         );
-        Self::start_binary(&bin, sections, None, None).await
+        Self::start_binary(&bin, sections, None, None, None).await
     }
 
     async fn start_binary(
@@ -122,6 +137,7 @@ impl Gateway {
         sections: &str,
         listen: Option<String>,
         admin: Option<&str>,
+        nofile: Option<u64>,
     ) -> Gateway {
         let mut last_err = String::new();
         // A reserved port can be taken by someone else before the gateway
@@ -142,7 +158,16 @@ impl Gateway {
             let conf = dir.path().join("gateway.yaml");
             std::fs::write(&conf, &text).unwrap();
             let log = std::fs::File::create(dir.path().join("sluice.log")).unwrap();
-            let child = Command::new(bin)
+            let mut command = Command::new(bin);
+            if let Some(n) = nofile {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: between fork and exec the child only calls
+                // setrlimit(2), which is async-signal-safe.
+                unsafe {
+                    command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, n, n));
+                }
+            }
+            let child = command
                 .arg("-c")
                 .arg(&conf)
                 .env(
@@ -318,6 +343,17 @@ pub fn healthy(status: &serde_json::Value, up: &str, addr: SocketAddr) -> Option
         .iter()
         .find(|b| b["address"] == addr.to_string())
         .and_then(|b| b["healthy"].as_bool())
+}
+
+/// A TCP connection to the gateway's `port` from the loopback address
+/// `local` (all of 127/8 is loopback on Linux), so that one test can be
+/// several client IPs.
+pub async fn connect_from(local: [u8; 4], port: u16) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((local, 0))).unwrap();
+    sock.connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
 }
 
 /// A client that never keeps a connection (each request a new one) or one that does.
