@@ -1,6 +1,8 @@
 //! Writing your own filter: a `tenant` filter that rejects requests without an
-//! `x-tenant` header, tells the backend which tenant it serves, and tags the
-//! response. Run it like the `sluice` binary:
+//! `x-tenant` header, gives a known tenant its priority (which an adaptive
+//! limit's `priority: header:x-priority` honours only when set this way or
+//! by a trusted proxy), tells the backend which tenant it serves, and tags
+//! the response. Run it like the `sluice` binary:
 //!
 //! ```text
 //! cargo run --example custom_filter -- -c conf/gateway.yaml
@@ -11,6 +13,7 @@
 //!   tenants:
 //!     type: tenant
 //!     allowed: [acme, globex]
+//!     priorities: { acme: critical }   # optional
 //! routes:
 //!   - upstream: api
 //!     filters: [tenants]
@@ -30,6 +33,8 @@ struct Tenant(String);
 
 struct TenantFilter {
     allowed: Vec<String>,
+    /// `x-priority` for a tenant, by name.
+    priorities: Vec<(String, http::HeaderValue)>,
 }
 
 impl TenantFilter {
@@ -47,7 +52,30 @@ impl TenantFilter {
                     .ok_or("tenant names must be strings")
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(TenantFilter { allowed })
+        let mut priorities = Vec::new();
+        if let Some(map) = settings.get("priorities") {
+            let map = map
+                .as_mapping()
+                .ok_or("`priorities` maps tenant names to critical, default or sheddable")?;
+            for (tenant, priority) in map {
+                let (Some(tenant), Some(priority)) = (tenant.as_str(), priority.as_str()) else {
+                    return Err("`priorities` maps tenant names to priority names".into());
+                };
+                let priority = match priority {
+                    "critical" => "critical",
+                    "default" => "default",
+                    "sheddable" => "sheddable",
+                    other => {
+                        return Err(format!("`{other}` is not critical, default or sheddable"))
+                    }
+                };
+                priorities.push((tenant.to_string(), http::HeaderValue::from_static(priority)));
+            }
+        }
+        Ok(TenantFilter {
+            allowed,
+            priorities,
+        })
     }
 }
 
@@ -61,7 +89,12 @@ impl Filter for TenantFilter {
             .filter(|t| self.allowed.iter().any(|a| a == t));
         match tenant {
             Some(t) => {
-                ctx.vars.insert(Tenant(t.to_string()));
+                let tenant = Tenant(t.to_string());
+                let priority = self.priorities.iter().find(|(name, _)| *name == tenant.0);
+                if let Some((_, p)) = priority {
+                    let _ = req.insert_header("x-priority", p.clone());
+                }
+                ctx.vars.insert(tenant);
                 Flow::Continue
             }
             None => Flow::Respond(Reply::error(401, "unknown tenant", ctx)),
@@ -122,9 +155,33 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_known_tenant_gets_its_priority() {
+        let settings: serde_yaml::Value =
+            serde_yaml::from_str("{ allowed: [acme, globex], priorities: { acme: critical } }")
+                .unwrap();
+        let f = registry().build("tenant", &settings).unwrap();
+        for (tenant, want) in [("acme", Some("critical")), ("globex", None)] {
+            let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+            req.insert_header("x-tenant", tenant).unwrap();
+            assert!(matches!(
+                f.on_request(&mut req, &mut ctx()).await,
+                Flow::Continue
+            ));
+            let got = req.headers.get("x-priority").map(|v| v.to_str().unwrap());
+            assert_eq!(got, want, "{tenant}");
+        }
+    }
+
     #[test]
     fn bad_settings_are_config_errors() {
-        let settings: serde_yaml::Value = serde_yaml::from_str("allowed: acme").unwrap();
-        assert!(registry().build("tenant", &settings).is_err());
+        for bad in [
+            "allowed: acme",
+            "{ allowed: [acme], priorities: [acme] }",
+            "{ allowed: [acme], priorities: { acme: urgent } }",
+        ] {
+            let settings: serde_yaml::Value = serde_yaml::from_str(bad).unwrap();
+            assert!(registry().build("tenant", &settings).is_err(), "{bad}");
+        }
     }
 }

@@ -10,8 +10,9 @@ use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
 use smallvec::SmallVec;
 
+use crate::config::Balance;
 use crate::errors;
-use crate::keys::{KeyInput, KeyValue};
+use crate::keys::{KeyInput, KeySpec, KeyValue};
 use crate::limits::engine::{self, Entry};
 use crate::limits::{Decision, Kind, Priority, Verdict};
 use crate::live::Route;
@@ -23,14 +24,10 @@ pub async fn check(
     route: &Route,
     req: &RequestHeader,
     client_ip: Option<std::net::IpAddr>,
+    sent: Option<&SentPriorities>,
     now_nanos: u64,
 ) -> Verdict {
-    let input = KeyInput {
-        client_ip,
-        headers: &req.headers,
-        uri: &req.uri,
-        route: &route.name,
-    };
+    let input = key_input(route, req, client_ip);
     let keys: SmallVec<[Option<KeyValue>; 4]> = route
         .limits
         .iter()
@@ -40,9 +37,16 @@ pub async fn check(
         .limits
         .iter()
         .zip(&keys)
-        .map(|(l, k)| {
+        .enumerate()
+        .map(|(i, (l, k))| {
             let class = l.priority_key().map_or(Priority::Default, |p| {
-                Priority::parse(p.extract(&input).as_deref())
+                let value = p.extract(&input);
+                match sent {
+                    Some(sent) if value.is_some() && sent.0[i].as_deref() == value.as_deref() => {
+                        Priority::Default
+                    }
+                    _ => Priority::parse(value.as_deref()),
+                }
             });
             l.entry(k.as_deref(), class)
         })
@@ -68,6 +72,76 @@ pub async fn check(
         }
     }
     verdict
+}
+
+/// What an untrusted client sent as the priority of each of the route's
+/// limits, taken before the filters run. `priority:` is for the gateway's
+/// own side (a trusted proxy, or a filter that authenticated the caller) to
+/// set: a client that could choose `critical` would make every shed request
+/// critical. So a `header:` priority the client sent is removed (a filter may
+/// then set it), and any other kind counts as `default` unless a filter
+/// changed it.
+pub struct SentPriorities(SmallVec<[Option<Box<[u8]>>; 4]>);
+
+impl SentPriorities {
+    /// `None` when no limit of the route reads a priority.
+    pub fn take(
+        route: &Route,
+        req: &mut RequestHeader,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Option<SentPriorities> {
+        if route.limits.iter().all(|l| l.priority_key().is_none()) {
+            return None;
+        }
+        for l in &route.limits {
+            if let Some(KeySpec::Header(name)) = l.priority_key() {
+                req.remove_header(name);
+            }
+        }
+        let input = key_input(route, req, client_ip);
+        Some(SentPriorities(
+            route
+                .limits
+                .iter()
+                .map(|l| {
+                    l.priority_key()
+                        .and_then(|p| p.extract(&input))
+                        .map(|v| Box::from(&*v))
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Whether a key of the route's limits, or of its pool's hash, is sent more
+/// than once with different values (refused: 400 `ambiguous limit key`).
+pub fn ambiguous_key(
+    route: &Route,
+    req: &RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+) -> bool {
+    let input = key_input(route, req, client_ip);
+    let hash =
+        (route.pool.spec.balance == Balance::ConsistentHash).then_some(&route.pool.spec.hash_key);
+    route
+        .limits
+        .iter()
+        .map(|l| &l.spec().key)
+        .chain(hash)
+        .any(|k| k.is_ambiguous(&input))
+}
+
+fn key_input<'a>(
+    route: &'a Route,
+    req: &'a RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+) -> KeyInput<'a> {
+    KeyInput {
+        client_ip,
+        headers: &req.headers,
+        uri: &req.uri,
+        route: &route.name,
+    }
 }
 
 /// The rejection: the limit's status, `Retry-After` (whole seconds, RFC 9110

@@ -20,6 +20,13 @@ pub enum GatewayError {
     BadPath,
     /// A request whose framing or fields could be read two ways (RFC 9112).
     Malformed,
+    /// A path some backends resolve differently from RFC 3986: a raw `\`,
+    /// or a dot segment with `;` parameters.
+    AmbiguousPath,
+    /// An encoded slash on a route with `escaped_slashes: reject`.
+    EscapedSlash,
+    /// The source of a limit or hash key appears twice with different values.
+    AmbiguousKey,
     /// The request head did not arrive within `request_header_timeout`.
     RequestTimeout,
     /// The body is larger than the route's `max_body`.
@@ -38,7 +45,10 @@ impl GatewayError {
             GatewayError::BadRequest
             | GatewayError::MissingHost
             | GatewayError::BadPath
-            | GatewayError::Malformed => 400,
+            | GatewayError::Malformed
+            | GatewayError::AmbiguousPath
+            | GatewayError::EscapedSlash
+            | GatewayError::AmbiguousKey => 400,
             GatewayError::RequestTimeout => 408,
             GatewayError::PayloadTooLarge => 413,
             GatewayError::HeaderTooLarge => 431,
@@ -56,6 +66,9 @@ impl GatewayError {
             GatewayError::MissingHost => "an HTTP/1.1 request needs a Host header",
             GatewayError::BadPath => "the request path climbs above the root",
             GatewayError::Malformed => "malformed request",
+            GatewayError::AmbiguousPath => "the request path could be read two ways",
+            GatewayError::EscapedSlash => "encoded slashes are not allowed on this route",
+            GatewayError::AmbiguousKey => "ambiguous limit key",
             GatewayError::RequestTimeout => "the request head did not arrive in time",
             GatewayError::PayloadTooLarge => "request body too large",
             GatewayError::HeaderTooLarge => "request header fields too large",

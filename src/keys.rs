@@ -5,6 +5,19 @@
 //! Extraction borrows from the request wherever it can: a header, cookie or
 //! query value is a slice of the request, and a client address is its raw
 //! octets, so the hot path builds no `String`.
+//!
+//! A key must name what the backend will read, or a client can spell one
+//! value many ways and get a limit per spelling:
+//! - a `query:` value is percent-decoded, with `+` read as a space
+//!   (the form encoding of the WHATWG URL standard, which every web framework
+//!   reads), so `%61bc`, `a%62c` and `abc` are one key; the parameter's name
+//!   is matched decoded too. Only a value that has a `%` or `+` is copied;
+//! - `header:` and `cookie:` values are compared as sent: no framework decodes
+//!   them for the application;
+//! - a source sent more than once with different values (`?k=zzz&k=abc`, two
+//!   `X-Api-Key` fields, `sid` in two cookies) is [`ambiguous`](KeySpec::is_ambiguous):
+//!   the gateway would key on one and the backend may read the other, so the
+//!   request is refused instead of guessed at.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -26,11 +39,12 @@ pub enum KeySpec {
 }
 
 /// A key's value: a slice of the request, or a client address's octets held
-/// inline (no allocation either way).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// inline (no allocation either way), or a decoded query value.
+#[derive(Clone, Debug)]
 pub enum KeyValue<'a> {
     Borrowed(&'a [u8]),
     Inline([u8; 16], u8),
+    Decoded(Box<[u8]>),
 }
 
 impl Deref for KeyValue<'_> {
@@ -40,9 +54,19 @@ impl Deref for KeyValue<'_> {
         match self {
             KeyValue::Borrowed(b) => b,
             KeyValue::Inline(buf, len) => &buf[..*len as usize],
+            KeyValue::Decoded(b) => b,
         }
     }
 }
+
+/// Values are equal when their bytes are, however they are held.
+impl PartialEq for KeyValue<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for KeyValue<'_> {}
 
 impl KeyValue<'_> {
     fn ip(ip: IpAddr) -> KeyValue<'static> {
@@ -119,11 +143,44 @@ impl KeySpec {
             KeySpec::Query(name) => input
                 .uri
                 .query()
-                .and_then(|q| query_value(q, name))
-                .map(|v| KeyValue::Borrowed(v.as_bytes())),
+                .and_then(|q| query_values(q, name).next())
+                .map(form_decoded),
             KeySpec::Path => Some(KeyValue::Borrowed(input.uri.path().as_bytes())),
             KeySpec::Route => Some(KeyValue::Borrowed(input.route.as_bytes())),
             KeySpec::Global => Some(KeyValue::Borrowed(b"")),
+        }
+    }
+}
+
+impl KeySpec {
+    /// Whether this key's source is sent more than once with different
+    /// values, so that the gateway and the backend could read two keys.
+    /// The same value twice is one key.
+    pub fn is_ambiguous(&self, input: &KeyInput<'_>) -> bool {
+        match self {
+            KeySpec::Header(name) => {
+                let mut values = input.headers.get_all(name).iter();
+                let first = values.next();
+                values.any(|v| Some(v) != first)
+            }
+            KeySpec::Cookie(name) => {
+                let mut values = cookie_values(input.headers, name);
+                let first = values.next();
+                values.any(|v| Some(v) != first)
+            }
+            KeySpec::Query(name) => {
+                let Some(q) = input.uri.query() else {
+                    return false;
+                };
+                let mut values = query_values(q, name);
+                let Some(first) = values.next() else {
+                    return false;
+                };
+                // Compared decoded: `k=a&k=%61` is one value.
+                let first = form_decoded(first);
+                values.any(|v| form_decoded(v) != first)
+            }
+            _ => false,
         }
     }
 }
@@ -142,28 +199,66 @@ impl fmt::Display for KeySpec {
     }
 }
 
-/// Finds `name` among the `Cookie` headers (RFC 6265 §5.4: `name=value` pairs
-/// separated by `; `; a request may carry several Cookie fields under HTTP/2).
-fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
-    for field in headers.get_all(http::header::COOKIE) {
-        for pair in field.as_bytes().split(|b| *b == b';') {
+/// Every value of `name` among the `Cookie` headers (RFC 6265 §5.4:
+/// `name=value` pairs separated by `; `; a request may carry several Cookie
+/// fields under HTTP/2).
+fn cookie_values<'a: 'n, 'n>(
+    headers: &'a HeaderMap,
+    name: &'n str,
+) -> impl Iterator<Item = &'a [u8]> + 'n {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .flat_map(|field| field.as_bytes().split(|b| *b == b';'))
+        .filter_map(move |pair| {
             let pair = trim_ascii(pair);
-            if let Some(eq) = pair.iter().position(|b| *b == b'=') {
-                if &pair[..eq] == name.as_bytes() {
-                    return Some(&pair[eq + 1..]);
-                }
-            }
-        }
-    }
-    None
+            let eq = pair.iter().position(|b| *b == b'=')?;
+            (&pair[..eq] == name.as_bytes()).then_some(&pair[eq + 1..])
+        })
 }
 
-/// The raw (still percent-encoded) value of the first `name=` in a query string.
-fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    cookie_values(headers, name).next()
+}
+
+/// The raw (still encoded) values of every parameter of a query string whose
+/// decoded name is `name`.
+fn query_values<'a: 'n, 'n>(query: &'a str, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n {
+    query.split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
+        (*form_decoded(k.as_bytes()) == *name.as_bytes()).then_some(v.as_bytes())
     })
+}
+
+/// `application/x-www-form-urlencoded` decoding (WHATWG URL, §5.1): `+` is a
+/// space and `%XX` the byte it names; a `%` not followed by two hex digits
+/// stays as it is, as browsers and frameworks leave it. Borrowed when there
+/// is nothing to decode.
+fn form_decoded(raw: &[u8]) -> KeyValue<'_> {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return KeyValue::Borrowed(raw);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                raw.get(i + 1).copied().and_then(hex),
+                raw.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    KeyValue::Decoded(out.into_boxed_slice())
 }
 
 fn trim_ascii(mut s: &[u8]) -> &[u8] {
@@ -226,11 +321,106 @@ mod tests {
         assert_eq!(get("header:x-user-id"), Some(b"u42".to_vec()));
         assert_eq!(get("cookie:sid"), Some(b"abc".to_vec()));
         assert_eq!(get("cookie:none"), None);
-        assert_eq!(get("query:k"), Some(b"v%20w".to_vec()));
+        assert_eq!(get("query:k"), Some(b"v w".to_vec()));
         assert_eq!(get("query:zz"), None);
         assert_eq!(get("path"), Some(b"/p/q".to_vec()));
         assert_eq!(get("route"), Some(b"api".to_vec()));
         assert_eq!(get("client_ip"), Some(vec![10, 0, 0, 7]));
         assert_eq!(get("header:absent"), None);
+    }
+
+    fn key(spec: &str, target: &str) -> Option<Vec<u8>> {
+        let headers = HeaderMap::new();
+        let uri: Uri = target.parse().unwrap();
+        KeySpec::parse(spec)
+            .unwrap()
+            .extract(&input(&headers, &uri))
+            .map(|v| v.to_vec())
+    }
+
+    #[test]
+    fn every_spelling_of_a_query_value_is_one_key() {
+        for target in [
+            "/?api_key=abc",
+            "/?api_key=%61bc",
+            "/?api_key=a%62c",
+            "/?api_key=%61%62%63",
+            "/?api_key=ab%63",
+            "/?api%5Fkey=abc",
+            "/?x=1&api_key=abc",
+        ] {
+            assert_eq!(
+                key("query:api_key", target),
+                Some(b"abc".to_vec()),
+                "{target}"
+            );
+        }
+        assert_eq!(key("query:q", "/?q=a+b%2Bc"), Some(b"a b+c".to_vec()));
+        assert_eq!(key("query:q", "/?q=100%"), Some(b"100%".to_vec()));
+        assert_eq!(key("query:q", "/?q=%zz%4"), Some(b"%zz%4".to_vec()));
+        assert_eq!(key("query:q", "/?q"), Some(b"".to_vec()));
+    }
+
+    #[test]
+    fn header_and_cookie_values_are_compared_as_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", "%61bc".parse().unwrap());
+        headers.insert("cookie", "sid=%61bc".parse().unwrap());
+        let uri = Uri::from_static("/");
+        let i = input(&headers, &uri);
+        let get = |s: &str| KeySpec::parse(s).unwrap().extract(&i).map(|c| c.to_vec());
+        assert_eq!(get("header:x-api-key"), Some(b"%61bc".to_vec()));
+        assert_eq!(get("cookie:sid"), Some(b"%61bc".to_vec()));
+    }
+
+    #[test]
+    fn a_source_sent_twice_with_different_values_is_ambiguous() {
+        let ambiguous = |spec: &str, headers: &[(&str, &str)], target: &str| {
+            let mut map = HeaderMap::new();
+            for (n, v) in headers {
+                map.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            let uri: Uri = target.parse().unwrap();
+            KeySpec::parse(spec)
+                .unwrap()
+                .is_ambiguous(&input(&map, &uri))
+        };
+        assert!(ambiguous("query:api_key", &[], "/?api_key=zzz&api_key=abc"));
+        assert!(ambiguous(
+            "query:api_key",
+            &[],
+            "/?api_key=abc&api%5fkey=zzz"
+        ));
+        assert!(!ambiguous(
+            "query:api_key",
+            &[],
+            "/?api_key=abc&api_key=%61bc"
+        ));
+        assert!(!ambiguous(
+            "query:api_key",
+            &[],
+            "/?api_key=abc&other=1&other=2"
+        ));
+        assert!(!ambiguous("query:api_key", &[], "/"));
+        let two = [("x-api-key", "a"), ("x-api-key", "b")];
+        assert!(ambiguous("header:x-api-key", &two, "/"));
+        let same = [("x-api-key", "a"), ("x-api-key", "a")];
+        assert!(!ambiguous("header:x-api-key", &same, "/"));
+        assert!(ambiguous("cookie:sid", &[("cookie", "sid=a; sid=b")], "/"));
+        assert!(ambiguous(
+            "cookie:sid",
+            &[("cookie", "sid=a"), ("cookie", "sid=b")],
+            "/"
+        ));
+        assert!(!ambiguous(
+            "cookie:sid",
+            &[("cookie", "sid=a; other=b")],
+            "/"
+        ));
+        assert!(!ambiguous("client_ip", &two, "/"));
+        assert!(!ambiguous("path", &two, "/"));
     }
 }

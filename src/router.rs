@@ -169,6 +169,7 @@ mod tests {
             methods: methods.map(|ms| ms.iter().map(|m| m.parse().unwrap()).collect()),
             strip_prefix: false,
             normalize_path: true,
+            escaped_slashes: Default::default(),
             max_body: None,
             upstream: "u".into(),
             limits: vec![],

@@ -36,6 +36,50 @@ fn normalize_path_defaults_to_true_and_may_be_turned_off() {
 }
 
 #[test]
+fn escaped_slashes_is_chosen_by_the_mapping_form() {
+    use crate::request::escaped_slashes::EscapedSlashes;
+    let g = load_ok(&format!(
+        "{BASE}routes:
+  - {{ upstream: u }}
+  - {{ path_prefix: /k/, upstream: u, normalize_path: {{ escaped_slashes: keep }} }}
+  - {{ path_prefix: /r/, upstream: u, normalize_path: {{ escaped_slashes: reject }} }}
+  - {{ path_prefix: /x/, upstream: u, normalize_path: {{ escaped_slashes: unescape }} }}
+  - {{ path_prefix: /d/, upstream: u, normalize_path: {{}} }}
+"
+    ));
+    let got: Vec<_> = g
+        .routes
+        .iter()
+        .map(|r| (r.normalize_path, r.escaped_slashes))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (true, EscapedSlashes::Keep),
+            (true, EscapedSlashes::Keep),
+            (true, EscapedSlashes::Reject),
+            (true, EscapedSlashes::Unescape),
+            (true, EscapedSlashes::Keep),
+        ]
+    );
+    let errs = errors(&format!(
+        "{BASE}routes:
+  - {{ upstream: u, normalize_path: {{ escaped_slashes: KEEP_UNCHANGED }} }}
+  - {{ path_prefix: /b/, upstream: u, normalize_path: {{ escaped_slash: keep }} }}
+"
+    ));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert_eq!(
+        errs[0],
+        "routes[0].normalize_path.escaped_slashes: expected keep, reject or unescape, found `KEEP_UNCHANGED`"
+    );
+    assert!(
+        errs[1].starts_with("routes[1].normalize_path.escaped_slash: unknown key"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn a_prefix_that_no_normalised_path_starts_with_is_refused() {
     // Such a route used to be accepted and then never matched (seen while
     // writing the config fuzz target's every-route-is-reachable check).

@@ -234,6 +234,8 @@ pub struct RouteSpec {
     /// Forward the path normalised (the default), or as the client sent it
     /// (routing, limits and filters always read the normalised path).
     pub normalize_path: bool,
+    /// What `%2F` and `%5C` in the path mean (`normalize_path: { escaped_slashes }`).
+    pub escaped_slashes: crate::request::escaped_slashes::EscapedSlashes,
     /// Largest request body in bytes (413 past it): the route's own
     /// `max_body`, else the top-level one; `None`: unlimited.
     pub max_body: Option<u64>,

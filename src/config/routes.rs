@@ -6,6 +6,7 @@ use http::Method;
 
 use super::model::{HostMatch, RouteSpec};
 use super::node::{Errors, Node};
+use crate::request::escaped_slashes::EscapedSlashes;
 use crate::request::path::{self, PathError};
 
 const ROUTE_KEYS: &[&str] = &[
@@ -124,9 +125,9 @@ fn route(
         None => Some(false),
         Some(s) => s.bool(errs),
     };
-    let normalize_path = match field("normalize_path") {
-        None => Some(true),
-        Some(s) => s.bool(errs),
+    let (normalize_path, escaped_slashes) = match field("normalize_path") {
+        None => (Some(true), EscapedSlashes::Keep),
+        Some(s) => normalize_path(&s, errs),
     };
     // Request paths are normalised before routing: a prefix that is not in
     // normal form (`/api//`, `/a/./b`, `/%7Euser`) would never match.
@@ -178,11 +179,35 @@ fn route(
         methods,
         strip_prefix: strip_prefix.unwrap_or(false),
         normalize_path: normalize_path.unwrap_or(true),
+        escaped_slashes,
         max_body,
         upstream: upstream.unwrap_or_default(),
         limits,
         filters,
     })
+}
+
+/// `normalize_path: true | false | { escaped_slashes: keep | reject | unescape }`.
+/// The mapping form normalises; only it chooses what encoded slashes mean.
+fn normalize_path(node: &Node, errs: &mut Errors) -> (Option<bool>, EscapedSlashes) {
+    if !node.value.is_mapping() {
+        return (node.bool(errs), EscapedSlashes::Keep);
+    }
+    let Some(m) = node.mapping(errs, &["escaped_slashes"]) else {
+        return (None, EscapedSlashes::Keep);
+    };
+    let choice = node.field(m, "escaped_slashes").and_then(|v| {
+        let text = v.str(errs)?;
+        let parsed = EscapedSlashes::parse(text);
+        if parsed.is_none() {
+            errs.push(
+                v.path(),
+                format!("expected keep, reject or unescape, found `{text}`"),
+            );
+        }
+        parsed
+    });
+    (Some(true), choice.unwrap_or_default())
 }
 
 /// Letters, digits, `-`, `_` and dots between labels: what a request's host

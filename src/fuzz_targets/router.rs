@@ -15,6 +15,7 @@ use http::Method;
 
 use super::input::lines;
 use crate::config::{HostMatch, RouteSpec};
+use crate::request::escaped_slashes::{apply, EscapedSlashes};
 use crate::request::path::{normalize, PathError};
 use crate::router::{strip_prefix, Router};
 
@@ -84,6 +85,19 @@ fn normal_form(path: &str) -> Option<String> {
             );
             return None;
         }
+        Err(PathError::Backslash) => {
+            assert!(path.contains('\\'), "{path:?} has no backslash");
+            return None;
+        }
+        Err(PathError::DotSegmentParams) => {
+            let lower = path.to_ascii_lowercase();
+            assert!(
+                (lower.contains('.') || lower.contains("%2e"))
+                    && (lower.contains(';') || lower.contains("%3b")),
+                "{path:?} has no dot segment with parameters"
+            );
+            return None;
+        }
         Err(e) => {
             assert!(path.contains('%'), "{path:?} refused as {e:?}");
             return None;
@@ -106,6 +120,10 @@ fn normal_form(path: &str) -> Option<String> {
             (last || !seg.is_empty()) && *seg != "." && *seg != "..",
             "{path:?} normalised to {clean:?}, which keeps a segment {seg:?}"
         );
+        assert!(
+            !(seg.starts_with(".;") || seg.starts_with("..;") || seg.contains('\\')),
+            "{path:?} normalised to {clean:?}, which keeps a segment {seg:?}"
+        );
         let bytes = seg.as_bytes();
         for (at, _) in seg.match_indices('%') {
             let Some(hex) = bytes.get(at + 1..at + 3) else {
@@ -120,7 +138,38 @@ fn normal_form(path: &str) -> Option<String> {
             );
         }
     }
+    unescaped_form(&clean);
     Some(clean.into_owned())
+}
+
+/// `escaped_slashes: unescape` of a normal path: refused only for what the
+/// decoded slashes expose, and otherwise normal, with no encoded slash left.
+fn unescaped_form(clean: &str) {
+    let Ok(target) = http::Uri::try_from(clean) else {
+        return;
+    };
+    let Ok(mut req) =
+        pingora_http::RequestHeader::build("GET", target.to_string().as_bytes(), None)
+    else {
+        return;
+    };
+    match apply(EscapedSlashes::Unescape, &mut req) {
+        Ok(_) => {
+            let out = req.uri.path();
+            assert!(
+                !out.contains("%2F") && !out.contains("%5C"),
+                "{clean:?} unescaped to {out:?}"
+            );
+            assert_eq!(
+                normalize(out).as_deref(),
+                Ok(out),
+                "{clean:?} unescaped to {out:?}"
+            );
+        }
+        // A `/` decoded in front of a `..` or a `..;` makes it a segment.
+        Err(PathError::AboveRoot | PathError::DotSegmentParams) => {}
+        Err(e) => panic!("{clean:?} unescaped refused as {e:?}"),
+    }
 }
 
 /// A route as the config would hand it over: hosts lowercased, `*.` made a
@@ -154,6 +203,7 @@ fn route_line(line: &[u8], index: usize) -> Option<RouteSpec> {
         methods,
         strip_prefix: false,
         normalize_path: true,
+        escaped_slashes: Default::default(),
         max_body: None,
         upstream: "u".into(),
         limits: vec![],

@@ -5,6 +5,7 @@
 
 mod answer;
 mod ctx;
+mod routing;
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::admission;
+use crate::admission::{self, SentPriorities};
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
 use crate::filters::{FilterContext, Flow};
@@ -137,10 +138,19 @@ impl ProxyHttp for Proxy {
                 .map(|v| v.as_bytes()),
             &gw.config.trusted_proxies,
         );
-        let host = crate::router::request_host(&req.uri, &req.headers);
-        let Some(route_id) = gw.router.find(host, req.uri.path(), &req.method) else {
-            self.send_error(session, GatewayError::NoRoute, ctx).await?;
-            return Ok(true);
+        let trusted_peer = forwarded::peer_is_trusted(ctx.peer_ip, &gw.config.trusted_proxies);
+        let found = routing::route(
+            &gw,
+            session.req_header_mut(),
+            ctx.client_ip,
+            &mut ctx.original_target,
+        );
+        let route_id = match found {
+            Ok(id) => id,
+            Err(e) => {
+                self.send_error(session, e, ctx).await?;
+                return Ok(true);
+            }
         };
         ctx.route = Some(route_id);
         ctx.gateway = Some(gw.clone());
@@ -154,6 +164,10 @@ impl ProxyHttp for Proxy {
             ctx.body_limit = Some(BodyLimit::new(max));
         }
 
+        // Taken before the filters, which may set a priority themselves.
+        let sent_priorities = (!trusted_peer)
+            .then(|| SentPriorities::take(route, session.req_header_mut(), ctx.client_ip))
+            .flatten();
         if !route.filters.is_empty() {
             let mut fctx = FilterContext {
                 request_id: Arc::from(ctx.request_id.as_str()),
@@ -184,8 +198,14 @@ impl ProxyHttp for Proxy {
         }
 
         if !route.limits.is_empty() {
-            let verdict =
-                admission::check(route, session.req_header(), ctx.client_ip, ctx.started).await;
+            let verdict = admission::check(
+                route,
+                session.req_header(),
+                ctx.client_ip,
+                sent_priorities.as_ref(),
+                ctx.started,
+            )
+            .await;
             if let Outcome::Rejected {
                 index,
                 status,
@@ -358,10 +378,13 @@ impl ProxyHttp for Proxy {
                 tls,
             )?;
         }
-        // A kept id is usually still in the copied request headers (unless a
-        // filter took it out): a lookup is far cheaper than an insert.
+        // A kept id is usually still the one id in the copied request headers
+        // (unless a filter took it out): a lookup is far cheaper than an
+        // insert, which also drops a second id the client sent.
         let id = ctx.request_id.header_value();
-        if !ctx.request_id.from_client() || upstream_request.headers.get(X_REQUEST_ID) != Some(id) {
+        let mut sent = upstream_request.headers.get_all(X_REQUEST_ID).iter();
+        let only_ours = sent.next() == Some(id) && sent.next().is_none();
+        if !ctx.request_id.from_client() || !only_ours {
             upstream_request.insert_header("x-request-id", id)?;
         }
         if let Some(fctx) = &ctx.filter_ctx {

@@ -18,6 +18,12 @@ fn trusted(ip: &IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(ip))
 }
 
+/// Whether the connection's peer is one of `trusted_proxies`, whose word on
+/// the client (its address, its priority) the gateway takes.
+pub fn peer_is_trusted(peer: Option<IpAddr>, trusted_proxies: &[IpNet]) -> bool {
+    peer.is_some_and(|p| trusted(&p, trusted_proxies))
+}
+
 /// The client's address as the gateway should believe it.
 pub fn client_ip<'a>(
     peer: Option<IpAddr>,

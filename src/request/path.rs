@@ -28,6 +28,19 @@
 //! A `%` not followed by two hex digits is not a valid URI (§2.1) and is an
 //! error: a backend may decode it in any way at all.
 //!
+//! Two spellings are refused because backends read them as something the
+//! gateway would not route as:
+//! - a raw `\`, which RFC 3986 does not allow in a path (§3.3) and which
+//!   IIS and ASP.NET treat as `/`: `/public/..\admin/x` is `/admin/x` there;
+//! - a dot segment carrying parameters (`..;x`, `.;`, also once `%2e` is
+//!   decoded, and with `;` written `%3B`): Tomcat, Jetty and Spring strip
+//!   `;` parameters from each segment before they resolve dot segments, so
+//!   `/public/..;/admin/x` is `/admin/x` to them, while to RFC 3986 `..;` is
+//!   a plain segment. Refusing is the only answer both sides agree on.
+//!
+//! What an encoded slash means is the route's choice (`escaped_slashes`,
+//! [`super::escaped_slashes`]).
+//!
 //! The common case, a path that is already clean, is checked without
 //! allocating and returned borrowed.
 
@@ -46,12 +59,23 @@ pub enum PathError {
     /// The target is not valid UTF-8 and would have to be rewritten, which
     /// would replace its bytes (its URI holds only a lossy rendering).
     NotUtf8,
+    /// A raw `\` (a separator to some backends, not to RFC 3986).
+    Backslash,
+    /// A `.` or `..` segment with `;` parameters (`..;x`): a dot segment to
+    /// Tomcat-like backends, a name to RFC 3986.
+    DotSegmentParams,
+    /// An encoded `/` or `\` on a route with `escaped_slashes: reject`.
+    EscapedSlash,
 }
 
 impl From<PathError> for crate::errors::GatewayError {
     fn from(e: PathError) -> Self {
         match e {
             PathError::AboveRoot => crate::errors::GatewayError::BadPath,
+            PathError::Backslash | PathError::DotSegmentParams => {
+                crate::errors::GatewayError::AmbiguousPath
+            }
+            PathError::EscapedSlash => crate::errors::GatewayError::EscapedSlash,
             PathError::BadPercentEncoding | PathError::NotUtf8 => {
                 crate::errors::GatewayError::Malformed
             }
@@ -108,7 +132,10 @@ fn is_clean(path: &str) -> Result<bool, PathError> {
     let mut segments = bytes[1..].split(|&b| b == b'/').peekable();
     while let Some(seg) = segments.next() {
         let last = segments.peek().is_none();
-        if (seg.is_empty() && !last) || seg == b"." || seg == b".." {
+        if seg.contains(&b'\\') {
+            return Err(PathError::Backslash);
+        }
+        if (seg.is_empty() && !last) || seg == b"." || seg == b".." || may_be_dot_with_params(seg) {
             return Ok(false);
         }
         let mut i = 0;
@@ -123,6 +150,25 @@ fn is_clean(path: &str) -> Result<bool, PathError> {
         }
     }
     Ok(true)
+}
+
+/// Whether a raw segment could be a dot segment with parameters once
+/// decoded: it starts with `.` or `%` and has a `;` or `%` after that. A
+/// cheap over-approximation that sends the segment to the slow path, where
+/// [`is_dot_with_params`] decides on the decoded form.
+fn may_be_dot_with_params(seg: &[u8]) -> bool {
+    matches!(seg.first(), Some(b'.' | b'%')) && seg[1..].iter().any(|&b| b == b';' || b == b'%')
+}
+
+/// `.` or `..` followed by `;` or its encoding `%3B`, on a segment whose
+/// unreserved characters are decoded (so `%2e%2e;` is caught as `..;`).
+fn is_dot_with_params(seg: &str) -> bool {
+    let rest = seg
+        .strip_prefix("..")
+        .or_else(|| seg.strip_prefix('.'))
+        .unwrap_or(seg);
+    rest.len() < seg.len()
+        && (rest.starts_with(';') || rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("%3B")))
 }
 
 /// Decodes unreserved characters and upper-cases the hex of the rest.
@@ -159,6 +205,13 @@ fn remove_dot_segments(path: &str) -> Result<String, PathError> {
     let mut trailing_slash = false;
     for seg in path[1..].split('/') {
         trailing_slash = true;
+        // `is_clean` may have stopped before the segment that has one.
+        if seg.contains('\\') {
+            return Err(PathError::Backslash);
+        }
+        if is_dot_with_params(seg) {
+            return Err(PathError::DotSegmentParams);
+        }
         match seg {
             "" | "." => {}
             ".." => {
@@ -215,12 +268,19 @@ pub fn normalize_request(req: &mut RequestHeader) -> Result<Option<OriginalTarge
         Cow::Borrowed(_) => return Ok(None),
         Cow::Owned(p) => p,
     };
+    set_path(req, &clean).map(Some)
+}
+
+/// Replaces the path of `req`'s target with `path`, keeping its query, and
+/// for HTTP/2 its scheme and authority, and for an absolute-form target its
+/// form. Returns the target as it was.
+pub(crate) fn set_path(req: &mut RequestHeader, path: &str) -> Result<OriginalTarget, PathError> {
     if !req.raw_path_is_utf8() {
         return Err(PathError::NotUtf8);
     }
     let path_and_query = match req.uri.query() {
-        Some(q) => format!("{clean}?{q}"),
-        None => clean,
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
     };
     let old_pq = req.uri.path_and_query().map_or("", |p| p.as_str());
     let raw = req.raw_path();
@@ -234,7 +294,7 @@ pub fn normalize_request(req: &mut RequestHeader) -> Result<Option<OriginalTarge
             target.extend_from_slice(path_and_query.as_bytes());
             req.set_raw_path(&target)
                 .map_err(|_| PathError::BadPercentEncoding)?;
-            return Ok(Some(original));
+            return Ok(original);
         }
     }
     let original = req.uri.clone();
@@ -243,7 +303,7 @@ pub fn normalize_request(req: &mut RequestHeader) -> Result<Option<OriginalTarge
         Some(PathAndQuery::try_from(path_and_query).map_err(|_| PathError::BadPercentEncoding)?);
     let uri = Uri::from_parts(parts).map_err(|_| PathError::BadPercentEncoding)?;
     req.set_uri(uri);
-    Ok(Some(OriginalTarget::Uri(original)))
+    Ok(OriginalTarget::Uri(original))
 }
 
 #[cfg(test)]

@@ -80,7 +80,7 @@ impl AccessLog {
                 entry.request_id,
                 entry.client_ip,
                 entry.method,
-                entry.path,
+                text_escaped(entry.path),
                 entry.protocol,
                 entry.status,
                 entry.duration_ms,
@@ -163,6 +163,25 @@ impl BackgroundService for AccessLogService {
     }
 }
 
+/// A field of a text line as nginx writes it: `"`, `\\`, control bytes and
+/// bytes past ASCII as `\xHH`, so a path cannot close the quoted request
+/// field early or forge a second line. Borrowed when nothing needs escaping.
+fn text_escaped(field: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+    if field.bytes().all(plain) {
+        return std::borrow::Cow::Borrowed(field);
+    }
+    let mut out = String::with_capacity(field.len() + 8);
+    for b in field.bytes() {
+        if plain(b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +216,14 @@ mod tests {
         assert!(log.queued.load(Ordering::Relaxed) <= QUEUE_BYTES);
         // Full: the next long line is dropped, not queued.
         assert!(!log.record(&entry(&long)));
+    }
+
+    #[test]
+    fn text_fields_cannot_break_out_of_their_quotes() {
+        assert_eq!(text_escaped("/a/b?c=d"), "/a/b?c=d");
+        assert_eq!(text_escaped("/a\"b"), "/a\\x22b");
+        assert_eq!(text_escaped("/a\\b"), "/a\\x5Cb");
+        assert_eq!(text_escaped("/a\nb"), "/a\\x0Ab");
+        assert_eq!(text_escaped("/caf\u{e9}"), "/caf\\xC3\\xA9");
     }
 }
