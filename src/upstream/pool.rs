@@ -22,11 +22,11 @@ use smallvec::SmallVec;
 
 use super::attempt::Settled;
 use super::budget::RetryBudget;
-use super::dns::DnsTable;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
 use super::peer::PeerTemplate;
 use super::selection::{load_aware_cost, Load, Selector};
+use super::targets::Target;
 use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
 use crate::telemetry::metrics::{BackendMetrics, Metrics};
@@ -78,41 +78,6 @@ pub enum Pick {
     NoneHealthy,
     /// Healthy backends exist but this request has tried them all: 502.
     Exhausted,
-}
-
-/// One backend a pool is built with: a literal address, or one address of a name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub name: Option<Arc<str>>,
-}
-
-/// The backends `spec` stands for now: its addresses, then each name's
-/// addresses as `dns` last resolved them. An address listed twice is kept once.
-pub fn pool_targets(spec: &UpstreamSpec, dns: &DnsTable) -> Vec<Target> {
-    let mut out: Vec<Target> = spec
-        .backends
-        .iter()
-        .map(|b| Target {
-            addr: b.address,
-            weight: b.weight,
-            name: None,
-        })
-        .collect();
-    for n in &spec.named {
-        let name: Arc<str> = Arc::from(n.name());
-        for addr in dns.backends(&n.host, n.port) {
-            if !out.iter().any(|t| t.addr == addr) {
-                out.push(Target {
-                    addr,
-                    weight: n.weight,
-                    name: Some(name.clone()),
-                });
-            }
-        }
-    }
-    out
 }
 
 pub struct Pool {
