@@ -51,8 +51,10 @@ impl Generation {
 
     /// Compiles `config`, keeping what `previous` learned where the config
     /// did not change: an unchanged pool is reused whole (health, balancer
-    /// position, in-flight counts); a changed pool keeps the health of the
-    /// backends it still has; an unchanged limit keeps its counters.
+    /// position, in-flight counts); a changed pool keeps the in-flight
+    /// counts, latency and ejections of the backends it still has, and their
+    /// active health while it is still checked (see `upstream::view`); an
+    /// unchanged limit keeps its counters.
     /// `now` is the limiter clock's reading, when new backends start their
     /// slow start. Backends given by name are the addresses `dns` holds.
     pub(crate) fn build(
@@ -193,5 +195,80 @@ impl Generation {
             store_circuit_open: self.redis.as_ref().map(|s| !s.is_available()),
             open_connections,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::filters::Registry;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn config(upstreams: &str) -> Config {
+        let yaml = format!(
+            "listen: [127.0.0.1:1]\nupstreams:\n{upstreams}routes:\n  - {{ upstream: up }}\n"
+        );
+        match crate::config::load(&yaml, &Registry::builtin()) {
+            Ok(loaded) => loaded.gateway,
+            Err(e) => panic!("test config does not load: {e:?}"),
+        }
+    }
+
+    /// Upstream `up` of backends :9001 and :9002 with `extra` settings.
+    fn up(extra: &str) -> Config {
+        config(&format!(
+            "  up:\n    backends: [127.0.0.1:9001, 127.0.0.1:9002]\n    outlier_detection: {{ consecutive_failures: 1, base_ejection: 1h, max_ejection: 2h }}\n{extra}"
+        ))
+    }
+
+    fn next(config: Config, previous: &Generation, metrics: &Metrics) -> Generation {
+        Generation::build(config, Some(previous), SEC, metrics, &DnsTable::default())
+    }
+
+    const CHECK: &str = "    health_check: { type: tcp, interval: 1h, unhealthy_after: 1 }\n";
+
+    #[test]
+    fn active_health_follows_the_config_and_ejections_carry() {
+        let metrics = Metrics::new();
+        let first = Generation::build(up(CHECK), None, SEC, &metrics, &DnsTable::default());
+        let pool = &first.pools["up"];
+        let (Some(hc), Some(od)) = (&pool.spec.health_check, &pool.spec.outlier) else {
+            panic!("the test config has a check and outlier detection");
+        };
+        pool.backends[0].health.observe(false, hc);
+        assert!(pool.backends[1].stats.outlier.record_failure(od, SEC, true));
+        assert!(!pool.is_healthy(0) && pool.is_ejected(1, SEC));
+
+        let edited = next(
+            up("    health_check: { type: tcp, interval: 2h, unhealthy_after: 3 }\n"),
+            &first,
+            &metrics,
+        );
+        assert!(
+            !edited.pools["up"].is_healthy(0),
+            "an edited check keeps the verdict"
+        );
+
+        let unchecked = next(up(""), &edited, &metrics);
+        let pool = &unchecked.pools["up"];
+        assert!(pool.is_healthy(0), "no health_check: healthy again");
+        assert!(pool.is_available(0, SEC));
+        assert!(pool.is_ejected(1, SEC), "a passive ejection carries over");
+        assert_eq!(pool.healthy_count(), 2);
+
+        let rechecked = next(up(CHECK), &unchecked, &metrics);
+        let pool = &rechecked.pools["up"];
+        assert!(
+            pool.is_healthy(0),
+            "a check added starts healthy, as at start"
+        );
+        assert!(pool
+            .health_view()
+            .next_check()
+            .is_some_and(|t| t <= Instant::now()));
+        assert!(pool.is_ejected(1, SEC));
     }
 }

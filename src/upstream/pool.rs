@@ -8,8 +8,12 @@
 //! spread load over all than to crush the few that still pass checks).
 //!
 //! A pool is immutable once built; a reload builds a new one, which shares,
-//! per address, the old one's [`BackendStats`], so health, in-flight counts
-//! and latency survive any edit of the pool, including of its health check.
+//! per address, the old one's [`BackendStats`], so in-flight counts, latency
+//! and passive ejections survive any edit of the pool. Active health is kept
+//! apart from them because it must follow the config instead: a verdict is
+//! carried only while the pool is checked before and after (see
+//! [`HealthState::succeeding`]), so removing a `health_check` cannot leave a
+//! backend down with nothing left to bring it back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,8 +45,6 @@ pub struct BackendStats {
     ready_since: AtomicU64,
     /// Whether the last pick saw it available, to notice a recovery.
     was_available: AtomicBool,
-    /// Active health, kept by address across reloads (see `view`).
-    pub health: HealthState,
 }
 
 impl Default for BackendStats {
@@ -53,7 +55,6 @@ impl Default for BackendStats {
             outlier: OutlierState::default(),
             ready_since: AtomicU64::new(0),
             was_available: AtomicBool::new(true),
-            health: HealthState::default(),
         }
     }
 }
@@ -67,6 +68,9 @@ pub struct BackendState {
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
     pub stats: Arc<BackendStats>,
+    /// What active checks found; shared with the previous pool only while
+    /// both check health (see the module doc).
+    pub health: Arc<HealthState>,
     pub metrics: BackendMetrics,
 }
 
@@ -102,6 +106,8 @@ impl Pool {
         now: u64,
         metrics: &Metrics,
     ) -> Pool {
+        let was_checked = previous.is_some_and(|p| p.spec.health_check.is_some());
+        let checked = spec.health_check.is_some();
         let backends: Vec<BackendState> = targets
             .into_iter()
             .map(|b| {
@@ -115,6 +121,7 @@ impl Pool {
                     }
                     (None, None) => Arc::new(BackendStats::default()),
                 };
+                let health = HealthState::succeeding(old.map(|o| &o.health), was_checked, checked);
                 BackendState {
                     addr: b.addr,
                     name: b.name,
@@ -125,6 +132,7 @@ impl Pool {
                         ext: Default::default(),
                     },
                     stats,
+                    health,
                     metrics: metrics.backend(&spec.name, &b.addr.to_string()),
                 }
             })
@@ -156,7 +164,7 @@ impl Pool {
                 .await;
         if let Some(hc) = self.view.spec() {
             for (b, result) in self.backends.iter().zip(results) {
-                match b.stats.health.observe(result.is_ok(), hc) {
+                match b.health.observe(result.is_ok(), hc) {
                     Some(true) => {
                         log::info!("upstream {}: {} becomes healthy", self.spec.name, b.addr);
                         if b.stats.outlier.ejected_until() != 0 {
@@ -194,11 +202,12 @@ impl Pool {
     }
 
     /// Whether active health checks currently let this backend take traffic.
-    /// Backends start healthy until their first check says otherwise.
+    /// Backends start healthy until their first check says otherwise, and a
+    /// pool without `health_check` has every backend healthy.
     pub fn is_healthy(&self, idx: usize) -> bool {
         self.backends
             .get(idx)
-            .is_some_and(|b| b.stats.health.is_healthy())
+            .is_some_and(|b| b.health.is_healthy())
     }
 
     /// Healthy by active checks and not ejected by passive health.
