@@ -5,7 +5,8 @@
 //! a reload swaps everything at once and no request sees half a config. Only
 //! the owner ([`super::owner`]) builds generations and swaps them in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -54,7 +55,9 @@ impl Generation {
     /// position, in-flight counts); a changed pool keeps the in-flight
     /// counts, latency and ejections of the backends it still has, and their
     /// active health while it is still checked (see `upstream::view`); an
-    /// unchanged limit keeps its counters.
+    /// unchanged limit keeps its counters. The metric series of backends
+    /// and upstreams `config` no longer has are dropped: a generation built
+    /// with a `previous` is always the next to go live.
     /// `now` is the limiter clock's reading, when new backends start their
     /// slow start. Backends given by name are the addresses `dns` holds.
     pub(crate) fn build(
@@ -83,6 +86,9 @@ impl Generation {
                 (spec.name.clone(), pool)
             })
             .collect();
+        if let Some(previous) = previous {
+            forget_departed(&previous.pools, &pools, metrics);
+        }
         // An unchanged `redis:` section keeps its connections and circuit.
         let redis =
             config
@@ -157,6 +163,8 @@ impl Generation {
     }
 
     /// What `/metrics` shows of this generation at `now` (limiter clock).
+    /// Gauges are computed here per scrape, so a departed backend simply is
+    /// not in it; its counters are dropped by [`forget_departed`].
     pub fn snapshot(&self, now: u64, open_connections: u32) -> LiveSnapshot {
         let pools = self
             .pools
@@ -198,12 +206,38 @@ impl Generation {
     }
 }
 
+/// Drops the counters of every backend of `old` that `new` lacks (an edit or
+/// a DNS answer removed it, or its whole upstream went), and of every
+/// upstream `new` lacks. A backend is its (upstream, address) pair: an
+/// address moved to another upstream leaves its old upstream's series.
+fn forget_departed(
+    old: &BTreeMap<String, Arc<Pool>>,
+    new: &BTreeMap<String, Arc<Pool>>,
+    metrics: &Metrics,
+) {
+    for (name, pool) in old {
+        let kept: HashSet<SocketAddr> = match new.get(name) {
+            Some(p) if Arc::ptr_eq(p, pool) => continue,
+            Some(p) => p.backends.iter().map(|b| b.addr).collect(),
+            None => {
+                metrics.forget_upstream(name);
+                HashSet::new()
+            }
+        };
+        for b in pool.backends.iter().filter(|b| !kept.contains(&b.addr)) {
+            metrics.forget_backend(name, &b.addr.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
 
     use super::*;
     use crate::filters::Registry;
+    use crate::upstream::dns::Answer;
 
     const SEC: u64 = 1_000_000_000;
 
@@ -270,5 +304,73 @@ mod tests {
             .next_check()
             .is_some_and(|t| t <= Instant::now()));
         assert!(pool.is_ejected(1, SEC));
+    }
+
+    /// Every line of `/metrics` that names `needle`.
+    fn series(metrics: &Metrics, generation: &Generation, needle: &str) -> Vec<String> {
+        let text = metrics.render(&generation.snapshot(SEC, 0));
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn series_of_departed_backends_and_upstreams_are_dropped() {
+        let metrics = Metrics::new();
+        let first = Generation::build(
+            config(
+                "  up: { backends: [127.0.0.1:9001, 127.0.0.1:9002] }\n  old: { backends: [127.0.0.1:9003] }\n",
+            ),
+            None,
+            SEC,
+            &metrics,
+            &DnsTable::default(),
+        );
+        first.pools["up"].backends[1].metrics.count("ok");
+        assert!(!series(&metrics, &first, "127.0.0.1:9002").is_empty());
+        assert!(!series(&metrics, &first, "upstream=\"old\"").is_empty());
+
+        let second = next(
+            config("  up: { backends: [127.0.0.1:9001] }\n"),
+            &first,
+            &metrics,
+        );
+        assert_eq!(
+            series(&metrics, &second, "127.0.0.1:9002"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            series(&metrics, &second, "upstream=\"old\""),
+            Vec::<String>::new()
+        );
+        assert!(
+            series(&metrics, &second, "127.0.0.1:9001").len() >= 5,
+            "the backend that stays keeps its series"
+        );
+    }
+
+    #[test]
+    fn a_dns_answer_that_drops_an_address_drops_its_series() {
+        let metrics = Metrics::new();
+        let dns = DnsTable::default();
+        let answer = |last: &[u8]| Answer::Addrs {
+            addrs: last.iter().map(|l| IpAddr::from([127, 0, 0, *l])).collect(),
+            ttl: Duration::from_secs(60),
+        };
+        let now = Instant::now();
+        dns.apply("api.test", None, answer(&[1, 2]), now, || {});
+        let yaml = "  up: { backends: [api.test:9000] }\n";
+        let first = Generation::build(config(yaml), None, SEC, &metrics, &dns);
+        assert!(!series(&metrics, &first, "127.0.0.2:9000").is_empty());
+
+        assert!(dns.apply("api.test", None, answer(&[1]), now, || {}));
+        let second = Generation::build(config(yaml), Some(&first), SEC, &metrics, &dns);
+        assert_eq!(
+            series(&metrics, &second, "127.0.0.2:9000"),
+            Vec::<String>::new()
+        );
+        assert!(!series(&metrics, &second, "127.0.0.1:9000").is_empty());
     }
 }
