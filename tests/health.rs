@@ -153,3 +153,97 @@ async fn read_timeout_answers_504() {
         "timeout not applied"
     );
 }
+
+/// GETs `/` until backend `want` answers it, at most `tries` times 50 ms
+/// apart; otherwise the statuses seen on the way.
+async fn poll_until_served_by(gw: &Gateway, want: &str, tries: usize) -> Result<(), Vec<u16>> {
+    let c = client();
+    let mut seen = Vec::new();
+    for _ in 0..tries {
+        let (status, backend) = get_backend(&c, &gw.url("/")).await;
+        if status == 200 && backend == want {
+            return Ok(());
+        }
+        seen.push(status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(seen)
+}
+
+/// An upstream of the one backend `a`, with `check` as its health check
+/// section (or none).
+fn one_backend(a: std::net::SocketAddr, check: &str) -> String {
+    format!("upstreams:\n  pool:\n    backends: [{a}]\n{check}routes:\n  - upstream: pool\n")
+}
+
+const FAST_CHECK: &str = "    health_check: { type: http, path: /health, interval: 100ms, timeout: 500ms, unhealthy_after: 1 }\n";
+
+/// Makes `a` unhealthy by failing its health endpoint, until the upstream
+/// (its only backend) answers 503.
+async fn take_down(gw: &Gateway, ea: &sluice::echo::Echo, a: std::net::SocketAddr) {
+    ea.control.unhealthy.store(true, Ordering::Relaxed);
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "pool", a)
+            == Some(false))
+            .await
+    );
+    assert_eq!(get_backend(&client(), &gw.url("/")).await.0, 503);
+}
+
+/// The backend serves requests again but its health endpoint stays broken
+/// (why an operator deletes the check), so no check can bring it back: only
+/// the reload can. Before, it stayed down for good and the upstream answered
+/// 503 until a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_health_check_brings_a_down_backend_back() {
+    let (a, ea) = echo("a").await;
+    let gw = Gateway::start(&one_backend(a, FAST_CHECK)).await;
+    take_down(&gw, &ea, a).await;
+
+    gw.rewrite(&one_backend(a, ""));
+    assert_eq!(gw.reload().await.0, 200);
+    if let Err(seen) = poll_until_served_by(&gw, "a", 100).await {
+        panic!(
+            "the backend never took traffic again: {seen:?}\n{}",
+            gw.log()
+        );
+    }
+    assert_eq!(healthy(&gw.status().await, "pool", a), Some(true));
+    let c = client();
+    for _ in 0..10 {
+        assert_eq!(get_backend(&c, &gw.url("/")).await, (200, "a".into()));
+    }
+}
+
+/// A check added back starts as at start (healthy until `unhealthy_after`
+/// failures say otherwise), not from the verdict of the check removed before,
+/// and it runs: the still broken health endpoint takes the backend out again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_added_back_starts_from_the_usual_state() {
+    let (a, ea) = echo("a").await;
+    let gw = Gateway::start(&one_backend(a, FAST_CHECK)).await;
+    take_down(&gw, &ea, a).await;
+
+    gw.rewrite(&one_backend(a, ""));
+    assert_eq!(gw.reload().await.0, 200);
+    // Two failures 2 s apart to eject: healthy for the first two seconds.
+    gw.rewrite(&one_backend(
+        a,
+        "    health_check: { type: http, path: /health, interval: 2s, timeout: 500ms, unhealthy_after: 2 }\n",
+    ));
+    assert_eq!(gw.reload().await.0, 200);
+    let status = gw.status().await;
+    assert_eq!(healthy(&status, "pool", a), Some(true), "{status}");
+    assert_eq!(
+        get_backend(&client(), &gw.url("/")).await,
+        (200, "a".into())
+    );
+
+    assert!(
+        gw.wait_status(Duration::from_secs(10), |s| healthy(s, "pool", a)
+            == Some(false))
+            .await,
+        "the added check never ran"
+    );
+    assert_eq!(get_backend(&client(), &gw.url("/")).await.0, 503);
+}

@@ -1,10 +1,14 @@
-//! `/metrics` after known traffic, and the access log.
+//! `/metrics` after known traffic and after backends leave, and the access
+//! log.
 
 mod common;
+#[path = "common/dns_server.rs"]
+mod dns_server;
 
 use std::time::{Duration, Instant};
 
 use common::*;
+use dns_server::DnsServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_match_the_traffic_sent() {
@@ -176,4 +180,93 @@ async fn access_log_writes_one_json_line_per_request() {
     let second = lines.iter().find(|l| l["request_id"] == "second").unwrap();
     assert_eq!(second["status"], 429);
     assert_eq!(second["limit"], "rejected:one");
+}
+
+/// Every sample line of `/metrics` that contains `needle`.
+async fn samples_with(gw: &Gateway, needle: &str) -> Vec<String> {
+    let text = reqwest::get(gw.admin("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// With backends coming and going (DNS discovery above all), the series of
+/// every departed backend would otherwise stay in every scrape for the life
+/// of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_a_backend_removes_its_series() {
+    let (a, _) = echo("a").await;
+    let (b, _) = echo("b").await;
+    let (c_addr, _) = echo("c").await;
+    let sections = |pool: &str, extra: &str| {
+        format!("upstreams:\n  pool:\n    backends: [{pool}]\n{extra}routes:\n  - upstream: pool\n")
+    };
+    let gw = Gateway::start(&sections(
+        &format!("{a}, {b}"),
+        &format!("  extra:\n    backends: [{c_addr}]\n"),
+    ))
+    .await;
+    let c = client();
+    for _ in 0..4 {
+        assert_eq!(get_backend(&c, &gw.url("/")).await.0, 200);
+    }
+    let b_label = format!("backend=\"{b}\"");
+    assert!(
+        samples_with(&gw, &b_label).await.len() >= 5,
+        "b's counters and gauges are there to begin with"
+    );
+    assert!(!samples_with(&gw, "upstream=\"extra\"").await.is_empty());
+    let a_ok = format!(
+        "sluice_upstream_requests_total{{backend=\"{a}\",outcome=\"ok\",upstream=\"pool\"}}"
+    );
+    assert_eq!(gw.metric(&a_ok).await, Some(2.0));
+
+    gw.rewrite(&sections(&a.to_string(), ""));
+    assert_eq!(gw.reload().await.0, 200);
+    assert_eq!(samples_with(&gw, &b_label).await, Vec::<String>::new());
+    assert_eq!(
+        samples_with(&gw, "upstream=\"extra\"").await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        gw.metric(&a_ok).await,
+        Some(2.0),
+        "the backend that stays keeps its counts"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_answer_that_drops_an_address_removes_its_series() {
+    let (a, _) = echo("a").await;
+    let dns = DnsServer::start().await;
+    let (one, two) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+    dns.set("api.test", &[one, two]);
+    let port = a.port();
+    let gw = Gateway::start(&format!(
+        "resolver: {}\nupstreams:\n  api:\n    backends: [api.test:{port}]\n    dns_refresh: 100ms\nroutes:\n  - upstream: api\n",
+        dns.addr
+    ))
+    .await;
+    let gone = format!("backend=\"127.0.0.2:{port}\"");
+    assert!(!samples_with(&gw, &gone).await.is_empty());
+
+    dns.set("api.test", &[one]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !samples_with(&gw, &gone).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.2 still in /metrics:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!samples_with(&gw, &format!("backend=\"{a}\""))
+        .await
+        .is_empty());
 }

@@ -2,7 +2,7 @@
 //! bucket, the sliding window and the concurrency limit. The shared store
 //! uses the same type for the local stand-in of a `store: redis` limit.
 
-use super::concurrency::{self, ConcurrencyGuard, ConcurrencyLimit};
+use super::concurrency::{ConcurrencyGuard, ConcurrencyLimit};
 use super::limit::{Answer, Key, KeyStatus, Limit};
 use super::sliding_window::SlidingWindow;
 use super::spec::{Algorithm, LimitSpec};
@@ -38,28 +38,31 @@ impl Local {
     }
 
     /// Forgets keys whose state carries no information at `now`: full token
-    /// buckets. The sketch-based limits hold no per-key state.
+    /// buckets. The sliding window's sketch holds no per-key state, and the
+    /// concurrency limit's entries go with their last request.
     pub fn sweep(&self, now: u64) {
         if let Local::TokenBucket(b) = self {
             b.words().sweep(now);
         }
     }
 
-    /// Keys holding per-key state (token buckets only; sketches have none).
+    /// Keys holding per-key state (the sliding window's sketch has none).
     pub fn live_keys(&self) -> usize {
         match self {
             Local::TokenBucket(b) => b.words().live_keys(),
-            Local::SlidingWindow(_) | Local::Concurrency(_) => 0,
+            Local::SlidingWindow(_) => 0,
+            Local::Concurrency(c) => c.live_keys(),
         }
     }
 
     /// Bytes of counter state: the token bucket's map (grows with live keys,
-    /// bounded by `max_keys`), or the fixed sketches.
+    /// bounded by `max_keys`), the sliding window's fixed sketches, or the
+    /// concurrency limit's table (grows with the keys in flight).
     pub fn state_bytes(&self) -> usize {
         match self {
             Local::TokenBucket(b) => b.words().allocated_bytes(),
             Local::SlidingWindow(w) => w.sketch_bytes(),
-            Local::Concurrency(_) => concurrency::SKETCH_BYTES,
+            Local::Concurrency(c) => c.state_bytes(),
         }
     }
 }
@@ -73,12 +76,7 @@ impl Limit for Local {
         match self {
             Local::TokenBucket(b) => b.peek(key.hash, now),
             Local::SlidingWindow(w) => w.peek(key.hash),
-            // `Inflight` has no read-only probe: decided at commit.
-            Local::Concurrency(c) => KeyStatus {
-                admitted: true,
-                remaining: c.max(),
-                wait_ns: None,
-            },
+            Local::Concurrency(c) => c.peek(key.hash),
         }
     }
 

@@ -30,6 +30,7 @@ pub mod clock;
 pub mod concurrency;
 pub mod engine;
 pub mod headers;
+mod inflight_table;
 pub mod limit;
 mod limiter;
 pub mod local;

@@ -213,7 +213,7 @@ impl WordMap for ShardedWordMap {
 }
 
 /// hashbrown's bucket count for a given usable capacity (load factor 7/8).
-fn buckets_for(capacity: usize) -> usize {
+pub(super) fn buckets_for(capacity: usize) -> usize {
     match capacity {
         0 => 0,
         c if c < 8 => (c + 1).next_power_of_two(),

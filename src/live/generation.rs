@@ -5,7 +5,8 @@
 //! a reload swaps everything at once and no request sees half a config. Only
 //! the owner ([`super::owner`]) builds generations and swaps them in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -51,8 +52,12 @@ impl Generation {
 
     /// Compiles `config`, keeping what `previous` learned where the config
     /// did not change: an unchanged pool is reused whole (health, balancer
-    /// position, in-flight counts); a changed pool keeps the health of the
-    /// backends it still has; an unchanged limit keeps its counters.
+    /// position, in-flight counts); a changed pool keeps the in-flight
+    /// counts, latency and ejections of the backends it still has, and their
+    /// active health while it is still checked (see `upstream::view`); an
+    /// unchanged limit keeps its counters. The metric series of backends
+    /// and upstreams `config` no longer has are dropped: a generation built
+    /// with a `previous` is always the next to go live.
     /// `now` is the limiter clock's reading, when new backends start their
     /// slow start. Backends given by name are the addresses `dns` holds.
     pub(crate) fn build(
@@ -81,6 +86,9 @@ impl Generation {
                 (spec.name.clone(), pool)
             })
             .collect();
+        if let Some(previous) = previous {
+            forget_departed(&previous.pools, &pools, metrics);
+        }
         // An unchanged `redis:` section keeps its connections and circuit.
         let redis =
             config
@@ -155,6 +163,8 @@ impl Generation {
     }
 
     /// What `/metrics` shows of this generation at `now` (limiter clock).
+    /// Gauges are computed here per scrape, so a departed backend simply is
+    /// not in it; its counters are dropped by [`forget_departed`].
     pub fn snapshot(&self, now: u64, open_connections: u32) -> LiveSnapshot {
         let pools = self
             .pools
@@ -193,5 +203,174 @@ impl Generation {
             store_circuit_open: self.redis.as_ref().map(|s| !s.is_available()),
             open_connections,
         }
+    }
+}
+
+/// Drops the counters of every backend of `old` that `new` lacks (an edit or
+/// a DNS answer removed it, or its whole upstream went), and of every
+/// upstream `new` lacks. A backend is its (upstream, address) pair: an
+/// address moved to another upstream leaves its old upstream's series.
+fn forget_departed(
+    old: &BTreeMap<String, Arc<Pool>>,
+    new: &BTreeMap<String, Arc<Pool>>,
+    metrics: &Metrics,
+) {
+    for (name, pool) in old {
+        let kept: HashSet<SocketAddr> = match new.get(name) {
+            Some(p) if Arc::ptr_eq(p, pool) => continue,
+            Some(p) => p.backends.iter().map(|b| b.addr).collect(),
+            None => {
+                metrics.forget_upstream(name);
+                HashSet::new()
+            }
+        };
+        for b in pool.backends.iter().filter(|b| !kept.contains(&b.addr)) {
+            metrics.forget_backend(name, &b.addr.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::filters::Registry;
+    use crate::upstream::dns::Answer;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn config(upstreams: &str) -> Config {
+        let yaml = format!(
+            "listen: [127.0.0.1:1]\nupstreams:\n{upstreams}routes:\n  - {{ upstream: up }}\n"
+        );
+        match crate::config::load(&yaml, &Registry::builtin()) {
+            Ok(loaded) => loaded.gateway,
+            Err(e) => panic!("test config does not load: {e:?}"),
+        }
+    }
+
+    /// Upstream `up` of backends :9001 and :9002 with `extra` settings.
+    fn up(extra: &str) -> Config {
+        config(&format!(
+            "  up:\n    backends: [127.0.0.1:9001, 127.0.0.1:9002]\n    outlier_detection: {{ consecutive_failures: 1, base_ejection: 1h, max_ejection: 2h }}\n{extra}"
+        ))
+    }
+
+    fn next(config: Config, previous: &Generation, metrics: &Metrics) -> Generation {
+        Generation::build(config, Some(previous), SEC, metrics, &DnsTable::default())
+    }
+
+    const CHECK: &str = "    health_check: { type: tcp, interval: 1h, unhealthy_after: 1 }\n";
+
+    #[test]
+    fn active_health_follows_the_config_and_ejections_carry() {
+        let metrics = Metrics::new();
+        let first = Generation::build(up(CHECK), None, SEC, &metrics, &DnsTable::default());
+        let pool = &first.pools["up"];
+        let (Some(hc), Some(od)) = (&pool.spec.health_check, &pool.spec.outlier) else {
+            panic!("the test config has a check and outlier detection");
+        };
+        pool.backends[0].health.observe(false, hc);
+        assert!(pool.backends[1].stats.outlier.record_failure(od, SEC, true));
+        assert!(!pool.is_healthy(0) && pool.is_ejected(1, SEC));
+
+        let edited = next(
+            up("    health_check: { type: tcp, interval: 2h, unhealthy_after: 3 }\n"),
+            &first,
+            &metrics,
+        );
+        assert!(
+            !edited.pools["up"].is_healthy(0),
+            "an edited check keeps the verdict"
+        );
+
+        let unchecked = next(up(""), &edited, &metrics);
+        let pool = &unchecked.pools["up"];
+        assert!(pool.is_healthy(0), "no health_check: healthy again");
+        assert!(pool.is_available(0, SEC));
+        assert!(pool.is_ejected(1, SEC), "a passive ejection carries over");
+        assert_eq!(pool.healthy_count(), 2);
+
+        let rechecked = next(up(CHECK), &unchecked, &metrics);
+        let pool = &rechecked.pools["up"];
+        assert!(
+            pool.is_healthy(0),
+            "a check added starts healthy, as at start"
+        );
+        assert!(pool
+            .health_view()
+            .next_check()
+            .is_some_and(|t| t <= Instant::now()));
+        assert!(pool.is_ejected(1, SEC));
+    }
+
+    /// Every line of `/metrics` that names `needle`.
+    fn series(metrics: &Metrics, generation: &Generation, needle: &str) -> Vec<String> {
+        let text = metrics.render(&generation.snapshot(SEC, 0));
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn series_of_departed_backends_and_upstreams_are_dropped() {
+        let metrics = Metrics::new();
+        let first = Generation::build(
+            config(
+                "  up: { backends: [127.0.0.1:9001, 127.0.0.1:9002] }\n  old: { backends: [127.0.0.1:9003] }\n",
+            ),
+            None,
+            SEC,
+            &metrics,
+            &DnsTable::default(),
+        );
+        first.pools["up"].backends[1].metrics.count("ok");
+        assert!(!series(&metrics, &first, "127.0.0.1:9002").is_empty());
+        assert!(!series(&metrics, &first, "upstream=\"old\"").is_empty());
+
+        let second = next(
+            config("  up: { backends: [127.0.0.1:9001] }\n"),
+            &first,
+            &metrics,
+        );
+        assert_eq!(
+            series(&metrics, &second, "127.0.0.1:9002"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            series(&metrics, &second, "upstream=\"old\""),
+            Vec::<String>::new()
+        );
+        assert!(
+            series(&metrics, &second, "127.0.0.1:9001").len() >= 5,
+            "the backend that stays keeps its series"
+        );
+    }
+
+    #[test]
+    fn a_dns_answer_that_drops_an_address_drops_its_series() {
+        let metrics = Metrics::new();
+        let dns = DnsTable::default();
+        let answer = |last: &[u8]| Answer::Addrs {
+            addrs: last.iter().map(|l| IpAddr::from([127, 0, 0, *l])).collect(),
+            ttl: Duration::from_secs(60),
+        };
+        let now = Instant::now();
+        dns.apply("api.test", None, answer(&[1, 2]), now, || {});
+        let yaml = "  up: { backends: [api.test:9000] }\n";
+        let first = Generation::build(config(yaml), None, SEC, &metrics, &dns);
+        assert!(!series(&metrics, &first, "127.0.0.2:9000").is_empty());
+
+        assert!(dns.apply("api.test", None, answer(&[1]), now, || {}));
+        let second = Generation::build(config(yaml), Some(&first), SEC, &metrics, &dns);
+        assert_eq!(
+            series(&metrics, &second, "127.0.0.2:9000"),
+            Vec::<String>::new()
+        );
+        assert!(!series(&metrics, &second, "127.0.0.1:9000").is_empty());
     }
 }

@@ -8,6 +8,16 @@
 //! in-flight counts, adaptive limits) are computed per scrape in
 //! [`crate::telemetry::live_gauges`], so a backend removed by a reload disappears from the
 //! output instead of reporting stale values.
+//!
+//! The counters that name a backend or an upstream live in the registry, so
+//! they are removed explicitly when a new generation no longer has their
+//! backend ([`Metrics::forget_backend`], [`Metrics::forget_upstream`]):
+//! with DNS discovery, backends come and go for the life of the process, and
+//! each departed address would otherwise stay in every scrape forever. A
+//! request of the replaced generation still in flight counts into its
+//! detached handle, which nothing reads: at most those last attempts go
+//! uncounted. An address that comes back starts its counters from zero,
+//! which Prometheus reads as a counter reset.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -52,6 +62,9 @@ impl RouteMetrics {
         counter.inc();
     }
 }
+
+/// The `outcome` label values of `sluice_upstream_requests_total`.
+const OUTCOMES: [&str; 5] = ["ok", "connect_failure", "timeout", "reset", "error"];
 
 /// One backend's attempt counters.
 pub struct BackendMetrics {
@@ -281,6 +294,23 @@ impl Metrics {
             reset: c("reset"),
             error: c("error"),
         }
+    }
+
+    /// Drops the series of backend `addr` of `upstream`, which the live
+    /// generation no longer has (see the module doc).
+    pub fn forget_backend(&self, upstream: &str, addr: &str) {
+        for outcome in OUTCOMES {
+            // Err only when the series was never created.
+            let _ = self
+                .upstream_requests
+                .remove_label_values(&[upstream, addr, outcome]);
+        }
+    }
+
+    /// Drops the series of an upstream the live generation no longer has.
+    /// Its backends are forgotten one by one, by [`Metrics::forget_backend`].
+    pub fn forget_upstream(&self, upstream: &str) {
+        let _ = self.retries.remove_label_values(&[upstream]);
     }
 
     pub fn limit(&self, name: &str) -> LimitMetrics {

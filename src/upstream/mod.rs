@@ -14,6 +14,7 @@ mod peer;
 mod pool;
 mod selection;
 mod service;
+mod targets;
 mod view;
 
 pub use attempt::{AttemptTracker, Ending, Failure, Settled};
@@ -22,7 +23,8 @@ pub use budget::RetryBudget;
 pub use load::PeakEwma;
 pub use outlier::OutlierState;
 pub use peer::PeerTemplate;
-pub use pool::{pool_targets, BackendState, BackendStats, Pick, Pool, Target};
+pub use pool::{BackendState, BackendStats, Pick, Pool};
 pub use selection::{load_aware_cost, Load, Selector};
 pub use service::{HealthService, LivePools};
+pub use targets::{pool_targets, Target};
 pub use view::{HealthState, HealthView};

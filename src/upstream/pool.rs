@@ -8,8 +8,12 @@
 //! spread load over all than to crush the few that still pass checks).
 //!
 //! A pool is immutable once built; a reload builds a new one, which shares,
-//! per address, the old one's [`BackendStats`], so health, in-flight counts
-//! and latency survive any edit of the pool, including of its health check.
+//! per address, the old one's [`BackendStats`], so in-flight counts, latency
+//! and passive ejections survive any edit of the pool. Active health is kept
+//! apart from them because it must follow the config instead: a verdict is
+//! carried only while the pool is checked before and after (see
+//! [`HealthState::succeeding`]), so removing a `health_check` cannot leave a
+//! backend down with nothing left to bring it back.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +26,11 @@ use smallvec::SmallVec;
 
 use super::attempt::Settled;
 use super::budget::RetryBudget;
-use super::dns::DnsTable;
 use super::load::PeakEwma;
 use super::outlier::{room_to_eject, OutlierState};
 use super::peer::PeerTemplate;
 use super::selection::{load_aware_cost, Load, Selector};
+use super::targets::Target;
 use super::view::{HealthState, HealthView};
 use crate::config::{Balance, UpstreamSpec};
 use crate::telemetry::metrics::{BackendMetrics, Metrics};
@@ -41,8 +45,6 @@ pub struct BackendStats {
     ready_since: AtomicU64,
     /// Whether the last pick saw it available, to notice a recovery.
     was_available: AtomicBool,
-    /// Active health, kept by address across reloads (see `view`).
-    pub health: HealthState,
 }
 
 impl Default for BackendStats {
@@ -53,7 +55,6 @@ impl Default for BackendStats {
             outlier: OutlierState::default(),
             ready_since: AtomicU64::new(0),
             was_available: AtomicBool::new(true),
-            health: HealthState::default(),
         }
     }
 }
@@ -67,6 +68,9 @@ pub struct BackendState {
     /// Pingora's handle, the key of its health state.
     pub backend: Backend,
     pub stats: Arc<BackendStats>,
+    /// What active checks found; shared with the previous pool only while
+    /// both check health (see the module doc).
+    pub health: Arc<HealthState>,
     pub metrics: BackendMetrics,
 }
 
@@ -78,41 +82,6 @@ pub enum Pick {
     NoneHealthy,
     /// Healthy backends exist but this request has tried them all: 502.
     Exhausted,
-}
-
-/// One backend a pool is built with: a literal address, or one address of a name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Target {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    pub name: Option<Arc<str>>,
-}
-
-/// The backends `spec` stands for now: its addresses, then each name's
-/// addresses as `dns` last resolved them. An address listed twice is kept once.
-pub fn pool_targets(spec: &UpstreamSpec, dns: &DnsTable) -> Vec<Target> {
-    let mut out: Vec<Target> = spec
-        .backends
-        .iter()
-        .map(|b| Target {
-            addr: b.address,
-            weight: b.weight,
-            name: None,
-        })
-        .collect();
-    for n in &spec.named {
-        let name: Arc<str> = Arc::from(n.name());
-        for addr in dns.backends(&n.host, n.port) {
-            if !out.iter().any(|t| t.addr == addr) {
-                out.push(Target {
-                    addr,
-                    weight: n.weight,
-                    name: Some(name.clone()),
-                });
-            }
-        }
-    }
-    out
 }
 
 pub struct Pool {
@@ -137,6 +106,8 @@ impl Pool {
         now: u64,
         metrics: &Metrics,
     ) -> Pool {
+        let was_checked = previous.is_some_and(|p| p.spec.health_check.is_some());
+        let checked = spec.health_check.is_some();
         let backends: Vec<BackendState> = targets
             .into_iter()
             .map(|b| {
@@ -150,6 +121,7 @@ impl Pool {
                     }
                     (None, None) => Arc::new(BackendStats::default()),
                 };
+                let health = HealthState::succeeding(old.map(|o| &o.health), was_checked, checked);
                 BackendState {
                     addr: b.addr,
                     name: b.name,
@@ -160,6 +132,7 @@ impl Pool {
                         ext: Default::default(),
                     },
                     stats,
+                    health,
                     metrics: metrics.backend(&spec.name, &b.addr.to_string()),
                 }
             })
@@ -191,7 +164,7 @@ impl Pool {
                 .await;
         if let Some(hc) = self.view.spec() {
             for (b, result) in self.backends.iter().zip(results) {
-                match b.stats.health.observe(result.is_ok(), hc) {
+                match b.health.observe(result.is_ok(), hc) {
                     Some(true) => {
                         log::info!("upstream {}: {} becomes healthy", self.spec.name, b.addr);
                         if b.stats.outlier.ejected_until() != 0 {
@@ -229,11 +202,12 @@ impl Pool {
     }
 
     /// Whether active health checks currently let this backend take traffic.
-    /// Backends start healthy until their first check says otherwise.
+    /// Backends start healthy until their first check says otherwise, and a
+    /// pool without `health_check` has every backend healthy.
     pub fn is_healthy(&self, idx: usize) -> bool {
         self.backends
             .get(idx)
-            .is_some_and(|b| b.stats.health.is_healthy())
+            .is_some_and(|b| b.health.is_healthy())
     }
 
     /// Healthy by active checks and not ejected by passive health.

@@ -7,9 +7,30 @@
 //! starts every backend healthy: a backend known to be down got traffic
 //! again until its checks failed anew. Here the checker (Pingora's TCP or
 //! HTTP check) is only the probe; the verdict lives in each backend's
-//! [`HealthState`], which a pool shares by address across every reload and
-//! every DNS refresh, so a backend that is down stays down until a check
-//! passes, whatever else was edited.
+//! [`HealthState`], which a rebuilt pool (a reload, a DNS answer) shares by
+//! address with the pool it replaces.
+//!
+//! # The verdict follows the config
+//! Sharing it unconditionally froze backends: with `health_check` removed,
+//! nothing checks a backend again, so one that was down stayed down for
+//! good, and an upstream whose backends were all down answered 503 until a
+//! restart. [`HealthState::succeeding`] decides per rebuild:
+//!
+//! - **checked before and after** (the check may have changed: interval,
+//!   type, path, thresholds, `tls`, `sni`): the verdict carries. A backend
+//!   known to be down gets no traffic because an interval was edited; the
+//!   new check's first round runs at once and `healthy_after` passes bring
+//!   it back.
+//! - **no `health_check` any more**: a fresh state, healthy. Passive
+//!   ejections are not active health: they live in the backend's
+//!   `BackendStats`, carry over, and end when their timer does.
+//! - **a `health_check` added**: a fresh state, as at start: healthy until
+//!   `unhealthy_after` failures say otherwise (Pingora's `Health` starts
+//!   healthy too), with the first round due at once.
+//!
+//! A fresh state is a new value, never a reset of the shared one: a round of
+//! the replaced pool may still be running, and its results must land in the
+//! state that pool holds, not revive a verdict the config just dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +60,20 @@ impl Default for HealthState {
 }
 
 impl HealthState {
+    /// The state a rebuilt pool gives a backend: `previous` (the same
+    /// address's state in the pool it replaces) while both pools check
+    /// health, a fresh one otherwise (see the module doc).
+    pub fn succeeding(
+        previous: Option<&Arc<HealthState>>,
+        was_checked: bool,
+        checked: bool,
+    ) -> Arc<HealthState> {
+        match previous {
+            Some(p) if was_checked && checked => p.clone(),
+            _ => Arc::new(HealthState::default()),
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -101,8 +136,9 @@ pub struct HealthView {
 
 impl HealthView {
     /// The view for `spec`: `previous` when it checks health the same way
-    /// (keeping its schedule), a new one otherwise. Either way the backends'
-    /// verdicts are untouched: they live in their [`HealthState`].
+    /// (keeping its schedule), a new one otherwise, whose first round is due
+    /// at once. The backends' verdicts are not the view's: they live in their
+    /// [`HealthState`].
     pub fn for_spec(spec: &UpstreamSpec, previous: Option<&Arc<HealthView>>) -> Arc<HealthView> {
         let settings = CheckSettings::of(spec);
         match previous {
@@ -183,6 +219,39 @@ mod tests {
         assert_eq!(s.observe(true, &spec), None);
         assert_eq!(s.observe(true, &spec), Some(true));
         assert!(s.is_healthy());
+    }
+
+    fn down() -> Arc<HealthState> {
+        let s = Arc::new(HealthState::default());
+        s.observe(false, &spec(1, 1));
+        assert!(!s.is_healthy());
+        s
+    }
+
+    #[test]
+    fn a_verdict_carries_only_while_the_pool_is_checked_before_and_after() {
+        let old = down();
+        let kept = HealthState::succeeding(Some(&old), true, true);
+        assert!(
+            Arc::ptr_eq(&kept, &old),
+            "an edited check keeps the verdict"
+        );
+        let dropped = HealthState::succeeding(Some(&old), true, false);
+        assert!(dropped.is_healthy(), "no health_check: healthy again");
+        assert!(!Arc::ptr_eq(&dropped, &old));
+        let added = HealthState::succeeding(Some(&old), false, true);
+        assert!(added.is_healthy(), "a check added starts as at start");
+        assert!(!Arc::ptr_eq(&added, &old));
+        assert!(HealthState::succeeding(None, true, true).is_healthy());
+    }
+
+    #[test]
+    fn a_round_of_the_replaced_pool_cannot_take_down_a_fresh_state() {
+        let old = Arc::new(HealthState::default());
+        let fresh = HealthState::succeeding(Some(&old), true, false);
+        // The old pool's round, still running at the reload, finishes.
+        assert_eq!(old.observe(false, &spec(1, 1)), Some(false));
+        assert!(fresh.is_healthy());
     }
 
     #[test]
