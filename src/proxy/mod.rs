@@ -97,7 +97,7 @@ impl ProxyHttp for Proxy {
         let gw = self.live.load();
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
-        ctx.grpc = grpc::is_grpc(&req.headers);
+        ctx.grpc = grpc::is_grpc(req.version, &req.headers);
         if header_size::wire_size(req) > gw.config.max_request_header_size {
             self.send_error(session, GatewayError::HeaderTooLarge, ctx)
                 .await?;
