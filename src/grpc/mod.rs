@@ -18,7 +18,7 @@ use pingora_http::ResponseHeader;
 
 pub use content_type::is_grpc;
 pub use status::{code_for_status, Code};
-pub use timeout::parse_timeout;
+pub use timeout::{deadline, parse_timeout, wait, Wait};
 
 /// Turns a gateway-made response into its trailers-only gRPC form: status
 /// 200, the mapped `grpc-status`, `message` as `grpc-message`, no body. Every

@@ -18,6 +18,21 @@
 //! still gives `load_aware` a latency sample (the time waited), so a backend
 //! that hangs looks as slow as it is.
 //!
+//! A timeout the client chose is not the backend's either. A gRPC call's
+//! `grpc-timeout` shortens the attempt's read timeout; when that shortened
+//! timer is the one that fires, the backend was given the client's time,
+//! not the upstream's, and a backend that answers in 300 ms is no worse for
+//! missing a 20 ms deadline. Counting it would let any client eject healthy
+//! backends, lower adaptive limits and steer `load_aware` with a header. So
+//! such an ending is [`Ending::ClientDeadline`]: counted, but like a client
+//! that hangs up it tells passive health, adaptive limits and `load_aware`
+//! nothing. A backend that really hangs is still caught by requests without
+//! a deadline, or with one longer than `read_timeout`.
+//!
+//! Whose an ending is, is decided once, in [`Settled::backend_failed`]; the
+//! latency and adaptive samples are derived from it, so no consumer can
+//! learn from an ending that is not the backend's.
+//!
 //! One attempt is only part of a request's story: what the request holds
 //! across its attempts (tried backends, in-flight count, retries) is
 //! `attempts`'s.
@@ -41,6 +56,10 @@ pub enum Ending {
     Stale,
     /// The client went away before the backend answered.
     ClientGone,
+    /// The attempt's read timeout was the client's own deadline
+    /// (`grpc-timeout`, shorter than the upstream's `read_timeout`), and it
+    /// passed before the backend answered.
+    ClientDeadline,
     /// The request ended for a reason of the gateway's own.
     Abandoned,
 }
@@ -62,31 +81,36 @@ impl Settled {
             Ending::ConnectFailed => "connect_failure",
             Ending::TimedOut => "timeout",
             Ending::Reset => "reset",
+            Ending::ClientDeadline => "client_deadline",
             Ending::Stale | Ending::ClientGone | Ending::Abandoned => "error",
         }
     }
 
-    /// Whether passive health counts it as the backend's failure (`Some(true)`),
-    /// its success (`Some(false)`), or not at all.
+    /// Whose the ending is, the one judgement every consumer follows: the
+    /// backend's failure (`Some(true)`), its success (`Some(false)`), or
+    /// not the backend's at all (`None`: the client hung up or ran out of
+    /// its own time, a pooled connection was stale, the gateway gave up for
+    /// a reason of its own). Passive health reads it directly.
     pub fn backend_failed(&self) -> Option<bool> {
         match self.ending {
             Ending::Answered { status } => Some(status >= 500),
             Ending::ConnectFailed | Ending::TimedOut | Ending::Reset => Some(true),
-            Ending::Stale | Ending::ClientGone | Ending::Abandoned => None,
+            Ending::Stale | Ending::ClientGone | Ending::ClientDeadline | Ending::Abandoned => None,
         }
     }
 
     /// A response-time sample for `load_aware`: the time to the header, or
-    /// the time waited before a timeout or reset.
+    /// the time waited before a timeout or reset. Only an ending that is the
+    /// backend's, and only once it had the request (a failed connect waited
+    /// for no answer).
     pub fn latency_sample(&self) -> Option<u64> {
-        match self.ending {
-            Ending::Answered { .. } | Ending::TimedOut | Ending::Reset => Some(self.waited_nanos),
-            _ => None,
-        }
+        let reached = self.ending != Ending::ConnectFailed;
+        (self.backend_failed().is_some() && reached).then_some(self.waited_nanos)
     }
 
-    /// What adaptive limits learn: (round trip, ok). A client that hung up
-    /// or a stale connection tells them nothing about congestion.
+    /// What adaptive limits learn: (round trip, ok), for an ending that is
+    /// the backend's. A client that hung up or ran out of its deadline, or a
+    /// stale connection, tells them nothing about congestion.
     pub fn adaptive_sample(&self) -> Option<(u64, bool)> {
         self.backend_failed()
             .map(|failed| (self.waited_nanos, !failed))
@@ -130,8 +154,14 @@ impl Failure {
 enum State {
     #[default]
     Idle,
-    /// Picked; connecting or waiting for the answer.
-    InFlight { backend: usize, since: u64 },
+    /// Picked; connecting or waiting for the answer. `client_deadline`:
+    /// when the client's own deadline passes, if it, not the upstream's
+    /// `read_timeout`, bounds the wait.
+    InFlight {
+        backend: usize,
+        since: u64,
+        client_deadline: Option<u64>,
+    },
 }
 
 /// The current attempt of one request. Each method is one event; the ones
@@ -149,8 +179,21 @@ impl AttemptTracker {
         self.state = State::InFlight {
             backend,
             since: now,
+            client_deadline: None,
         };
         previous
+    }
+
+    /// The open attempt's read timeout was shortened to the client's
+    /// deadline, which passes at `at`: a timeout from then on is the
+    /// client's, not the backend's.
+    pub fn bounded_by_client(&mut self, at: u64) {
+        if let State::InFlight {
+            client_deadline, ..
+        } = &mut self.state
+        {
+            *client_deadline = Some(at);
+        }
     }
 
     pub fn connect_failed(&mut self, now: u64) -> Option<Settled> {
@@ -194,11 +237,21 @@ impl AttemptTracker {
     fn settle(&mut self, ending: Ending, now: u64) -> Option<Settled> {
         match std::mem::take(&mut self.state) {
             State::Idle => None,
-            State::InFlight { backend, since } => Some(Settled {
+            State::InFlight {
                 backend,
-                ending,
-                waited_nanos: now.saturating_sub(since),
-            }),
+                since,
+                client_deadline,
+            } => {
+                let ending = match (ending, client_deadline) {
+                    (Ending::TimedOut, Some(at)) if now >= at => Ending::ClientDeadline,
+                    (ending, _) => ending,
+                };
+                Some(Settled {
+                    backend,
+                    ending,
+                    waited_nanos: now.saturating_sub(since),
+                })
+            }
         }
     }
 }

@@ -155,3 +155,114 @@ fn nothing_picked_means_nothing_counted() {
     assert_eq!(a.failed(Failure::TimedOut, 0), None);
     assert_eq!(a.finish(Some(&up(ErrorType::ReadTimedout)), 0), None);
 }
+
+#[test]
+fn a_timeout_at_the_clients_own_deadline_is_the_clients() {
+    // `grpc-timeout: 20m` shortened the read timeout of an attempt picked at
+    // 100 ms: its deadline passes at 120 ms.
+    let mut a = AttemptTracker::default();
+    a.picked(1, 100 * MS);
+    a.bounded_by_client(120 * MS);
+    let e = up(ErrorType::ReadTimedout);
+    let s = a.failed(Failure::classify(&e, false), 121 * MS).unwrap();
+    assert_eq!(s.ending, Ending::ClientDeadline);
+    assert_eq!(s.label(), "client_deadline");
+    assert_eq!(s.backend_failed(), None, "not held against the backend");
+    assert_eq!(s.latency_sample(), None, "load_aware learns nothing");
+    assert_eq!(s.adaptive_sample(), None, "adaptive limits learn nothing");
+    assert_eq!(a.finish(Some(&e), 122 * MS), None, "settled once");
+
+    // Seen only when the request ends (logging), the same.
+    a.picked(1, 0);
+    a.bounded_by_client(20 * MS);
+    assert_eq!(
+        a.finish(Some(&e), 20 * MS).unwrap().ending,
+        Ending::ClientDeadline
+    );
+}
+
+#[test]
+fn a_timeout_before_the_clients_deadline_is_still_the_backends() {
+    // A write timeout shorter than what the client left: the upstream's own
+    // timer fired, so the backend had all the time it is granted.
+    let mut a = AttemptTracker::default();
+    a.picked(0, 0);
+    a.bounded_by_client(500 * MS);
+    let s = a
+        .failed(
+            Failure::classify(&up(ErrorType::WriteTimedout), false),
+            300 * MS,
+        )
+        .unwrap();
+    assert_eq!(s.ending, Ending::TimedOut);
+    assert_eq!(s.backend_failed(), Some(true));
+    assert_eq!(s.latency_sample(), Some(300 * MS));
+}
+
+#[test]
+fn a_deadline_bounds_only_its_own_attempt_and_only_timeouts() {
+    let mut a = AttemptTracker::default();
+    // No attempt open: nothing to bound.
+    a.bounded_by_client(0);
+    a.picked(0, 0);
+    a.bounded_by_client(10 * MS);
+    // An answer or a reset after the deadline is the backend's as usual.
+    assert_eq!(
+        a.answered(503, 11 * MS).unwrap().backend_failed(),
+        Some(true)
+    );
+    a.picked(1, 0);
+    a.bounded_by_client(10 * MS);
+    let reset = a
+        .failed(Failure::classify(&up(ErrorType::ReadError), false), 11 * MS)
+        .unwrap();
+    assert_eq!(reset.ending, Ending::Reset);
+    // The next attempt (no client bound: its read timeout was the
+    // upstream's) times out: the backend's.
+    a.picked(2, 20 * MS);
+    let s = a.failed(Failure::TimedOut, 50 * MS).unwrap();
+    assert_eq!((s.backend, s.ending), (2, Ending::TimedOut));
+}
+
+#[test]
+fn what_is_not_the_backends_teaches_nothing() {
+    // The one rule: an ending that passive health does not count gives no
+    // latency sample and no adaptive sample either.
+    let all = [
+        Ending::ConnectFailed,
+        Ending::Answered { status: 200 },
+        Ending::Answered { status: 503 },
+        Ending::TimedOut,
+        Ending::Reset,
+        Ending::Stale,
+        Ending::ClientGone,
+        Ending::ClientDeadline,
+        Ending::Abandoned,
+    ];
+    for ending in all {
+        let s = Settled {
+            backend: 0,
+            ending,
+            waited_nanos: MS,
+        };
+        if s.backend_failed().is_none() {
+            assert_eq!(s.latency_sample(), None, "{ending:?}");
+            assert_eq!(s.adaptive_sample(), None, "{ending:?}");
+        } else {
+            assert!(s.adaptive_sample().is_some(), "{ending:?}");
+        }
+    }
+    for ending in [
+        Ending::Stale,
+        Ending::ClientGone,
+        Ending::ClientDeadline,
+        Ending::Abandoned,
+    ] {
+        let s = Settled {
+            backend: 0,
+            ending,
+            waited_nanos: MS,
+        };
+        assert_eq!(s.backend_failed(), None, "{ending:?} is not the backend's");
+    }
+}
