@@ -106,13 +106,18 @@ impl GatewayError {
 }
 
 /// The status to answer a failed proxy attempt with (0: the client is gone,
-/// answer nothing). A backend that timed out is 504, as in nginx; any other
-/// upstream failure 502; our own `HTTPStatus` errors (503 for no healthy
-/// backend, ...) keep their code.
+/// answer nothing). A backend that took the request and then timed out is
+/// 504 (RFC 9110 §15.6.5: no timely response from the upstream server). A
+/// connect that timed out is 502 like a refused one: no backend was
+/// reached and nothing was sent, which is what "every connect attempt
+/// failed" tells the client, where 504 would say a backend may have the
+/// request (nginx answers 504 for both). Any other upstream failure is 502;
+/// our own `HTTPStatus` errors (503 for no healthy backend, ...) keep their
+/// code.
 pub fn status_for(e: &Error) -> u16 {
     match e.etype() {
         ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
             if e.esource() == &ErrorSource::Upstream =>
         {
             504
@@ -178,6 +183,12 @@ mod tests {
         };
         assert_eq!(status_for(&upstream(ErrorType::ConnectRefused)), 502);
         assert_eq!(status_for(&upstream(ErrorType::ReadTimedout)), 504);
+        assert_eq!(status_for(&upstream(ErrorType::WriteTimedout)), 504);
+        assert_eq!(
+            status_for(&upstream(ErrorType::ConnectTimedout)),
+            502,
+            "every connect attempt failed: 502, whether refused or timed out"
+        );
         assert_eq!(status_for(&Error::new(ErrorType::HTTPStatus(503))), 503);
         let mut gone = Error::new(ErrorType::ConnectionClosed);
         gone.as_down();

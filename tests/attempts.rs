@@ -210,3 +210,49 @@ async fn retried_connect_failures_are_each_counted_once_and_give_back_in_flight(
         .await;
     assert!(released, "in-flight left behind: {}", gw.status().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_that_times_out_is_a_502_and_a_connect_failure() {
+    let (good, _) = echo("good").await;
+    let silent = silent_addr().await;
+    let s = silent.addr;
+    let gw = Gateway::start(&format!(
+        "upstreams:\n  alone:\n    backends: [{s}]\n    connect_timeout: 200ms\n    retries: 0\n  \
+         pool:\n    balance: least_conn\n    backends: [{s}, {good}]\n    connect_timeout: 200ms\n    retries: 1\n\
+         routes:\n  - path_prefix: /alone/\n    upstream: alone\n  - upstream: pool\n"
+    ))
+    .await;
+    let c = client();
+    // Nothing was sent: "every connect attempt failed" is a 502, not 504.
+    let r = c.get(gw.url("/alone/")).send().await.unwrap();
+    assert_eq!(r.status(), 502, "{}", gw.log());
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "could not reach a backend");
+    // To a gRPC call: UNAVAILABLE, which its client retries.
+    let r = c
+        .post(gw.url("/alone/pkg.Service/Method"))
+        .header("content-type", "application/grpc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["grpc-status"], "14");
+    assert_eq!(
+        gw.metric(&upstream_requests("alone", s, "connect_failure"))
+            .await,
+        Some(2.0)
+    );
+    assert_eq!(
+        gw.metric(&upstream_requests("alone", s, "timeout")).await,
+        Some(0.0)
+    );
+    // Like a refused connect, it is retried on another backend.
+    for _ in 0..4 {
+        assert_eq!(
+            get_backend(&c, &gw.url("/")).await,
+            (200, "good".to_string()),
+            "{}",
+            gw.log()
+        );
+    }
+}

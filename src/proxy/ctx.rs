@@ -76,7 +76,10 @@ impl RequestCtx {
     /// Records a settled attempt, once: the backend's counters, passive
     /// health and latency, and what the request's adaptive limits learn
     /// (the time since the pick, and whether it failed: an error, a timeout,
-    /// a 5xx, which they count as congestion).
+    /// a 5xx, which they count as congestion). What each of them may learn
+    /// is `Settled`'s to say, from one judgement of whose the ending is: a
+    /// client that hung up or whose own deadline passed, a stale connection
+    /// or the gateway's own refusal teaches none of them anything.
     pub(super) fn settle(&self, settled: Option<Settled>, now: u64) {
         let (Some(settled), Some(attempts)) = (settled, &self.attempts) else {
             return;

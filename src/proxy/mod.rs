@@ -98,7 +98,7 @@ impl ProxyHttp for Proxy {
         let gw = self.live.load();
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
-        ctx.grpc = grpc::is_grpc(&req.headers);
+        ctx.grpc = grpc::is_grpc(req.version, &req.headers);
         if header_size::wire_size(req) > gw.config.max_request_header_size {
             self.send_error(session, GatewayError::HeaderTooLarge, ctx)
                 .await?;
@@ -254,13 +254,25 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let (grpc, client_ip) = (ctx.grpc, ctx.client_ip);
+        let (grpc, client_ip, started) = (ctx.grpc, ctx.client_ip, ctx.started);
         let Some((route, attempts)) = ctx.route_attempts() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route in context");
         };
         let now = attempts.picking(|| self.clock.now_nanos());
-        let pool = attempts.pool();
         let req = session.req_header();
+        // A gRPC client gives up at its deadline: waiting longer for the
+        // backend only holds a connection for nothing, and past it there is
+        // no one to answer.
+        let wait = grpc
+            .then(|| grpc::deadline(&req.headers, started))
+            .flatten()
+            .map_or(grpc::Wait::Upstream, |at| {
+                grpc::wait(at, now, attempts.pool().spec.read_timeout)
+            });
+        if wait == grpc::Wait::Passed {
+            return Error::e_explain(ErrorType::HTTPStatus(504), "the client's deadline passed");
+        }
+        let pool = attempts.pool();
         let input = KeyInput {
             client_ip,
             headers: &req.headers,
@@ -289,19 +301,11 @@ impl ProxyHttp for Proxy {
         let Some(mut peer) = pool.peer(idx) else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "backend index out of range");
         };
-        if grpc {
-            // The client gives up at its deadline; waiting longer for the
-            // backend only holds a connection for nothing.
-            let deadline = req
-                .headers
-                .get("grpc-timeout")
-                .and_then(|v| grpc::parse_timeout(v.as_bytes()));
-            if let Some(d) = deadline {
-                let o = &mut peer.options;
-                o.read_timeout = Some(o.read_timeout.map_or(d, |t| t.min(d)));
-            }
-        }
         let unsettled = attempts.picked(idx, now);
+        if let grpc::Wait::Client { left, at } = wait {
+            peer.options.read_timeout = Some(left);
+            attempts.bounded_by_client(at);
+        }
         ctx.settle(unsettled, now);
         Ok(peer)
     }
@@ -439,9 +443,10 @@ impl ProxyHttp for Proxy {
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
         // 503 for an ejected pool is an expected answer, not a proxy failure;
-        // a body past max_body is the client's doing, and one log line per
+        // a body past max_body, or a gRPC deadline that passed before an
+        // attempt (our own 504), is the client's doing, and one log line per
         // such request would let any client fill the error log.
-        matches!(e.etype(), ErrorType::HTTPStatus(503 | 413))
+        matches!(e.etype(), ErrorType::HTTPStatus(503 | 413 | 504))
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -74,6 +74,8 @@ pub struct BackendMetrics {
     pub timeout: IntCounter,
     /// The backend closed or reset the connection, or answered garbage.
     pub reset: IntCounter,
+    /// The client's own deadline (`grpc-timeout`) passed first.
+    pub client_deadline: IntCounter,
     pub error: IntCounter,
 }
 
@@ -85,6 +87,7 @@ impl BackendMetrics {
             "connect_failure" => &self.connect_failure,
             "timeout" => &self.timeout,
             "reset" => &self.reset,
+            "client_deadline" => &self.client_deadline,
             _ => &self.error,
         }
         .inc();
@@ -182,7 +185,7 @@ impl Metrics {
             upstream_requests: counter(
                 &r,
                 "sluice_upstream_requests_total",
-                "Attempts to use a backend: ok (a response came back), connect_failure, timeout, reset (after connect), error (the client left, a stale connection, the gateway's own).",
+                "Attempts to use a backend: ok (a response came back), connect_failure, timeout, reset (after connect), client_deadline (the client's own grpc-timeout passed first), error (the client left, a stale connection, the gateway's own).",
                 &["upstream", "backend", "outcome"],
             ),
             ratelimit: counter(
@@ -292,6 +295,7 @@ impl Metrics {
             connect_failure: c("connect_failure"),
             timeout: c("timeout"),
             reset: c("reset"),
+            client_deadline: c("client_deadline"),
             error: c("error"),
         }
     }

@@ -18,6 +18,21 @@
 //! still gives `load_aware` a latency sample (the time waited), so a backend
 //! that hangs looks as slow as it is.
 //!
+//! A timeout the client chose is not the backend's either. A gRPC call's
+//! `grpc-timeout` shortens the attempt's read timeout; when that shortened
+//! timer is the one that fires, the backend was given the client's time,
+//! not the upstream's, and a backend that answers in 300 ms is no worse for
+//! missing a 20 ms deadline. Counting it would let any client eject healthy
+//! backends, lower adaptive limits and steer `load_aware` with a header. So
+//! such an ending is [`Ending::ClientDeadline`]: counted, but like a client
+//! that hangs up it tells passive health, adaptive limits and `load_aware`
+//! nothing. A backend that really hangs is still caught by requests without
+//! a deadline, or with one longer than `read_timeout`.
+//!
+//! Whose an ending is, is decided once, in [`Settled::backend_failed`]; the
+//! latency and adaptive samples are derived from it, so no consumer can
+//! learn from an ending that is not the backend's.
+//!
 //! One attempt is only part of a request's story: what the request holds
 //! across its attempts (tried backends, in-flight count, retries) is
 //! `attempts`'s.
@@ -41,6 +56,10 @@ pub enum Ending {
     Stale,
     /// The client went away before the backend answered.
     ClientGone,
+    /// The attempt's read timeout was the client's own deadline
+    /// (`grpc-timeout`, shorter than the upstream's `read_timeout`), and it
+    /// passed before the backend answered.
+    ClientDeadline,
     /// The request ended for a reason of the gateway's own.
     Abandoned,
 }
@@ -62,31 +81,36 @@ impl Settled {
             Ending::ConnectFailed => "connect_failure",
             Ending::TimedOut => "timeout",
             Ending::Reset => "reset",
+            Ending::ClientDeadline => "client_deadline",
             Ending::Stale | Ending::ClientGone | Ending::Abandoned => "error",
         }
     }
 
-    /// Whether passive health counts it as the backend's failure (`Some(true)`),
-    /// its success (`Some(false)`), or not at all.
+    /// Whose the ending is, the one judgement every consumer follows: the
+    /// backend's failure (`Some(true)`), its success (`Some(false)`), or
+    /// not the backend's at all (`None`: the client hung up or ran out of
+    /// its own time, a pooled connection was stale, the gateway gave up for
+    /// a reason of its own). Passive health reads it directly.
     pub fn backend_failed(&self) -> Option<bool> {
         match self.ending {
             Ending::Answered { status } => Some(status >= 500),
             Ending::ConnectFailed | Ending::TimedOut | Ending::Reset => Some(true),
-            Ending::Stale | Ending::ClientGone | Ending::Abandoned => None,
+            Ending::Stale | Ending::ClientGone | Ending::ClientDeadline | Ending::Abandoned => None,
         }
     }
 
     /// A response-time sample for `load_aware`: the time to the header, or
-    /// the time waited before a timeout or reset.
+    /// the time waited before a timeout or reset. Only an ending that is the
+    /// backend's, and only once it had the request (a failed connect waited
+    /// for no answer).
     pub fn latency_sample(&self) -> Option<u64> {
-        match self.ending {
-            Ending::Answered { .. } | Ending::TimedOut | Ending::Reset => Some(self.waited_nanos),
-            _ => None,
-        }
+        let reached = self.ending != Ending::ConnectFailed;
+        (self.backend_failed().is_some() && reached).then_some(self.waited_nanos)
     }
 
-    /// What adaptive limits learn: (round trip, ok). A client that hung up
-    /// or a stale connection tells them nothing about congestion.
+    /// What adaptive limits learn: (round trip, ok), for an ending that is
+    /// the backend's. A client that hung up or ran out of its deadline, or a
+    /// stale connection, tells them nothing about congestion.
     pub fn adaptive_sample(&self) -> Option<(u64, bool)> {
         self.backend_failed()
             .map(|failed| (self.waited_nanos, !failed))
@@ -130,8 +154,14 @@ impl Failure {
 enum State {
     #[default]
     Idle,
-    /// Picked; connecting or waiting for the answer.
-    InFlight { backend: usize, since: u64 },
+    /// Picked; connecting or waiting for the answer. `client_deadline`:
+    /// when the client's own deadline passes, if it, not the upstream's
+    /// `read_timeout`, bounds the wait.
+    InFlight {
+        backend: usize,
+        since: u64,
+        client_deadline: Option<u64>,
+    },
 }
 
 /// The current attempt of one request. Each method is one event; the ones
@@ -149,8 +179,21 @@ impl AttemptTracker {
         self.state = State::InFlight {
             backend,
             since: now,
+            client_deadline: None,
         };
         previous
+    }
+
+    /// The open attempt's read timeout was shortened to the client's
+    /// deadline, which passes at `at`: a timeout from then on is the
+    /// client's, not the backend's.
+    pub fn bounded_by_client(&mut self, at: u64) {
+        if let State::InFlight {
+            client_deadline, ..
+        } = &mut self.state
+        {
+            *client_deadline = Some(at);
+        }
     }
 
     pub fn connect_failed(&mut self, now: u64) -> Option<Settled> {
@@ -194,172 +237,24 @@ impl AttemptTracker {
     fn settle(&mut self, ending: Ending, now: u64) -> Option<Settled> {
         match std::mem::take(&mut self.state) {
             State::Idle => None,
-            State::InFlight { backend, since } => Some(Settled {
+            State::InFlight {
                 backend,
-                ending,
-                waited_nanos: now.saturating_sub(since),
-            }),
+                since,
+                client_deadline,
+            } => {
+                let ending = match (ending, client_deadline) {
+                    (Ending::TimedOut, Some(at)) if now >= at => Ending::ClientDeadline,
+                    (ending, _) => ending,
+                };
+                Some(Settled {
+                    backend,
+                    ending,
+                    waited_nanos: now.saturating_sub(since),
+                })
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: u64 = 1_000_000;
-
-    fn up(t: ErrorType) -> Box<Error> {
-        Error::new_up(t)
-    }
-
-    #[test]
-    fn an_answer_settles_once_and_later_errors_count_nothing() {
-        let mut a = AttemptTracker::default();
-        assert_eq!(a.picked(1, 10 * MS), None);
-        let s = a.answered(200, 15 * MS).unwrap();
-        assert_eq!(s.backend, 1);
-        assert_eq!(s.waited_nanos, 5 * MS);
-        assert_eq!((s.label(), s.backend_failed()), ("ok", Some(false)));
-        assert_eq!(s.adaptive_sample(), Some((5 * MS, true)));
-        // A body error after the header, then logging: nothing more.
-        assert_eq!(a.failed(Failure::Reset, 20 * MS), None);
-        assert_eq!(a.finish(Some(&up(ErrorType::ReadError)), 21 * MS), None);
-    }
-
-    #[test]
-    fn a_5xx_is_an_answer_that_counts_as_a_failure() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        let s = a.answered(503, MS).unwrap();
-        assert_eq!((s.label(), s.backend_failed()), ("ok", Some(true)));
-        assert_eq!(s.adaptive_sample(), Some((MS, false)));
-    }
-
-    #[test]
-    fn a_connect_failure_then_a_retry_counts_each_attempt_once() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        let first = a.connect_failed(2 * MS).unwrap();
-        assert_eq!(first.label(), "connect_failure");
-        assert_eq!(first.backend_failed(), Some(true));
-        assert_eq!(first.latency_sample(), None, "no answer was waited for");
-        assert_eq!(a.picked(1, 3 * MS), None, "the failed one was settled");
-        let second = a.answered(200, 4 * MS).unwrap();
-        assert_eq!(second.backend, 1);
-        assert_eq!(a.finish(None, 5 * MS), None);
-    }
-
-    #[test]
-    fn a_read_timeout_is_a_failure_with_the_time_waited() {
-        let mut a = AttemptTracker::default();
-        a.picked(2, 100 * MS);
-        let e = up(ErrorType::ReadTimedout);
-        let s = a.failed(Failure::classify(&e, false), 400 * MS).unwrap();
-        assert_eq!(s.ending, Ending::TimedOut);
-        assert_eq!((s.label(), s.backend_failed()), ("timeout", Some(true)));
-        assert_eq!(s.latency_sample(), Some(300 * MS));
-        // Pingora then calls logging with the same error: counted already.
-        assert_eq!(a.finish(Some(&e), 401 * MS), None);
-    }
-
-    #[test]
-    fn write_timeouts_and_resets_after_connect_are_failures() {
-        for (t, label) in [
-            (ErrorType::WriteTimedout, "timeout"),
-            (ErrorType::ConnectionClosed, "reset"),
-            (ErrorType::ReadError, "reset"),
-            (ErrorType::InvalidHTTPHeader, "reset"),
-        ] {
-            let mut a = AttemptTracker::default();
-            a.picked(0, 0);
-            let name = format!("{t:?}");
-            let s = a.failed(Failure::classify(&up(t), false), MS).unwrap();
-            assert_eq!(s.label(), label, "{name}");
-            assert_eq!(s.backend_failed(), Some(true), "{name}");
-            assert_eq!(s.latency_sample(), Some(MS), "{name}");
-        }
-    }
-
-    #[test]
-    fn a_client_that_hangs_up_is_not_held_against_the_backend() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        let mut e = Error::new(ErrorType::ConnectionClosed);
-        e.as_down();
-        let s = a.failed(Failure::classify(&e, false), MS).unwrap();
-        assert_eq!(s.ending, Ending::ClientGone);
-        assert_eq!(s.label(), "error");
-        assert_eq!(s.backend_failed(), None);
-        assert_eq!(s.latency_sample(), None);
-        assert_eq!(s.adaptive_sample(), None);
-    }
-
-    #[test]
-    fn a_client_gone_seen_only_at_the_end_is_classified_too() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        let mut e = Error::new(ErrorType::WriteError);
-        e.as_down();
-        assert_eq!(a.finish(Some(&e), MS).unwrap().ending, Ending::ClientGone);
-    }
-
-    #[test]
-    fn a_stale_pooled_connection_is_retried_without_blame() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        let e = up(ErrorType::ConnectionClosed);
-        let s = a.failed(Failure::classify(&e, true), MS).unwrap();
-        assert_eq!(s.ending, Ending::Stale);
-        assert_eq!(s.backend_failed(), None);
-        assert_eq!(a.picked(0, MS), None);
-        assert_eq!(a.answered(200, 2 * MS).unwrap().backend, 0);
-    }
-
-    #[test]
-    fn whatever_pingora_retries_is_stale() {
-        // The retry goes back to the same backend whoever was to blame, so
-        // the request's books treat every retried failure alike.
-        let mut down = Error::new(ErrorType::WriteError);
-        down.as_down();
-        let mut internal = Error::new(ErrorType::InternalError);
-        internal.esource = ErrorSource::Internal;
-        for e in [up(ErrorType::ConnectionClosed), down, internal] {
-            assert_eq!(Failure::classify(&e, true), Failure::Stale, "{e}");
-        }
-    }
-
-    #[test]
-    fn an_open_attempt_is_settled_at_the_end_or_at_the_next_pick() {
-        let mut a = AttemptTracker::default();
-        a.picked(0, 0);
-        assert_eq!(a.open_since(), Some(0));
-        let s = a.finish(None, MS).unwrap();
-        assert_eq!(s.ending, Ending::Abandoned);
-        assert_eq!(s.backend_failed(), None);
-        assert_eq!(a.open_since(), None);
-        assert_eq!(a.finish(None, 2 * MS), None);
-
-        a.picked(3, 0);
-        let s = a.picked(4, MS).unwrap();
-        assert_eq!((s.backend, s.ending), (3, Ending::Abandoned));
-        let mut internal = Error::new(ErrorType::InternalError);
-        internal.as_up();
-        internal.esource = ErrorSource::Internal;
-        assert_eq!(
-            a.failed(Failure::classify(&internal, false), MS)
-                .unwrap()
-                .ending,
-            Ending::Abandoned
-        );
-    }
-
-    #[test]
-    fn nothing_picked_means_nothing_counted() {
-        let mut a = AttemptTracker::default();
-        assert_eq!(a.connect_failed(0), None);
-        assert_eq!(a.answered(200, 0), None);
-        assert_eq!(a.failed(Failure::TimedOut, 0), None);
-        assert_eq!(a.finish(Some(&up(ErrorType::ReadTimedout)), 0), None);
-    }
-}
+mod tests;

@@ -121,6 +121,12 @@ impl Attempts {
         self.current.picked(backend, now)
     }
 
+    /// The current attempt's read timeout is the client's deadline, which
+    /// passes at `at`: a timeout from then on is not the backend's.
+    pub(crate) fn bounded_by_client(&mut self, at: u64) {
+        self.current.bounded_by_client(at);
+    }
+
     /// The connection to the picked backend failed. Nothing was sent, so any
     /// method may go to another backend, within `retries` and the budget.
     pub(crate) fn connect_failed(&mut self, now: u64) -> ConnectFailure {

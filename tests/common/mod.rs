@@ -22,6 +22,40 @@ pub fn dead_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// A listening address whose connects never complete, until dropped: its
+/// accept queue (backlog 0) is filled and never drained, and Linux drops a
+/// SYN to a listener whose queue is full, so a connect there waits out its
+/// timeout (on loopback, with no firewall rule).
+pub struct SilentAddr {
+    pub addr: SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _fillers: Vec<tokio::net::TcpStream>,
+}
+
+pub async fn silent_addr() -> SilentAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(200), connect).await {
+            Ok(Ok(s)) => fillers.push(s),
+            Ok(Err(e)) => panic!("connect to the silent listener: {e}"),
+            // Full: this connect's SYN was dropped.
+            Err(_) => {
+                return SilentAddr {
+                    addr,
+                    _listener: listener,
+                    _fillers: fillers,
+                }
+            }
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
 /// Starts an echo backend named `name` on an ephemeral port.
 pub async fn echo(name: &str) -> (SocketAddr, Arc<Echo>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

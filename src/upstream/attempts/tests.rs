@@ -297,3 +297,46 @@ fn only_the_first_pick_counts_toward_the_retry_budget() {
     }
     assert_eq!(inflight(&pool), [0, 0, 0]);
 }
+
+/// Thirty gRPC calls whose 20 ms deadline passes before backend 0 answers,
+/// each recorded by the pool as the proxy records it.
+fn deadline_burst(pool: &Arc<Pool>, bounded: bool) {
+    for i in 0..30u64 {
+        let started = STARTED + i * 100 * MS;
+        let mut a = Attempts::new(pool.clone(), started);
+        let now = a.picking(|| unreachable!());
+        assert_eq!(a.picked(0, now), None);
+        if bounded {
+            a.bounded_by_client(now + 20 * MS);
+        }
+        let e = up(ErrorType::ReadTimedout);
+        let end = now + 21 * MS;
+        let settled = a.failed(Failure::classify(&e, false), end);
+        pool.record(&settled.unwrap(), end);
+        assert_eq!(a.finish(Some(&e), end), None);
+    }
+}
+
+#[test]
+fn client_deadlines_neither_eject_nor_slow_down_a_backend() {
+    let settings = "    balance: load_aware\n    latency_decay: 10s\n    \
+                    outlier_detection: { consecutive_failures: 3 }\n";
+    let end = STARTED + 30 * 100 * MS;
+    let clients = pool(settings);
+    deadline_burst(&clients, true);
+    assert!(
+        !clients.is_ejected(0, end),
+        "the client's deadline ejected it"
+    );
+    let b = &clients.backends[0];
+    assert_eq!(b.stats.latency.cost(end, 10e9), 0.0, "no latency sample");
+    assert_eq!(b.metrics.client_deadline.get(), 30);
+    assert_eq!(b.metrics.timeout.get(), 0);
+    // What the backend's own read_timeout firing looks like, for contrast:
+    // ejected, and slow in load_aware's eyes.
+    let backends = pool(settings);
+    deadline_burst(&backends, false);
+    assert!(backends.is_ejected(0, end));
+    assert!(backends.backends[0].stats.latency.cost(end, 10e9) > 0.0);
+    assert_eq!(backends.backends[0].metrics.timeout.get(), 30);
+}
