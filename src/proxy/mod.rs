@@ -5,13 +5,11 @@
 
 mod answer;
 mod ctx;
+mod filter_phase;
 mod routing;
-
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -21,7 +19,6 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::admission::{self, SentPriorities};
 use crate::config::Balance;
 use crate::errors::{self, GatewayError};
-use crate::filters::{FilterContext, Flow};
 use crate::grpc;
 use crate::keys::KeyInput;
 use crate::lifecycle::Draining;
@@ -30,8 +27,6 @@ use crate::limits::{Clock, MonotonicClock};
 use crate::live::Live;
 use crate::request::body_limit::{self, BodyLimit};
 use crate::request::forwarded::{self, X_FORWARDED_FOR};
-use crate::request::header_size;
-use crate::request::path;
 use crate::request::request_id::{RequestId, X_REQUEST_ID};
 use crate::telemetry::observe::Recorder;
 use crate::upstream::{Failure, Pick};
@@ -99,29 +94,10 @@ impl ProxyHttp for Proxy {
         let req = session.req_header();
         ctx.request_id = RequestId::keep_or_generate(req.headers.get(X_REQUEST_ID));
         ctx.grpc = grpc::is_grpc(req.version, &req.headers);
-        if header_size::wire_size(req) > gw.config.max_request_header_size {
-            self.send_error(session, GatewayError::HeaderTooLarge, ctx)
-                .await?;
-            return Ok(true);
-        }
-        // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
-        // without Host (routing by host would otherwise guess).
-        if req.version == http::Version::HTTP_11 && !req.headers.contains_key(header::HOST) {
-            self.send_error(session, GatewayError::MissingHost, ctx)
-                .await?;
-            return Ok(true);
-        }
-        if let Err(why) = crate::request::framing::check(req) {
-            log::debug!("refused: {}", why.reason());
-            self.send_error(session, GatewayError::Malformed, ctx)
-                .await?;
-            return Ok(true);
-        }
-        // Routing, `path` keys and the backend all read the normalised path.
-        match path::normalize_request(session.req_header_mut()) {
+        match crate::request::harden(session.req_header_mut(), gw.config.max_request_header_size) {
             Ok(original) => ctx.original_target = original,
             Err(e) => {
-                self.send_error(session, e.into(), ctx).await?;
+                self.send_error(session, e, ctx).await?;
                 return Ok(true);
             }
         }
@@ -168,33 +144,8 @@ impl ProxyHttp for Proxy {
         let sent_priorities = (!trusted_peer)
             .then(|| SentPriorities::take(route, session.req_header_mut(), ctx.client_ip))
             .flatten();
-        if !route.filters.is_empty() {
-            let mut fctx = FilterContext {
-                request_id: Arc::from(ctx.request_id.as_str()),
-                client_ip: ctx.client_ip,
-                route: route.name.clone(),
-                vars: Default::default(),
-            };
-            for (i, filter) in route.filters.iter().enumerate() {
-                if let Flow::Respond(reply) =
-                    filter.on_request(session.req_header_mut(), &mut fctx).await
-                {
-                    let mut header =
-                        ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
-                    for (n, v) in reply.headers {
-                        header.insert_header(n, v)?;
-                    }
-                    header.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
-                    // The filters before this one see its reply on the way out.
-                    ctx.filters_ran = i;
-                    ctx.filter_ctx = Some(fctx);
-                    self.answer(session, ctx, (header, reply.body), "refused by a filter")
-                        .await?;
-                    return Ok(true);
-                }
-            }
-            ctx.filters_ran = route.filters.len();
-            ctx.filter_ctx = Some(fctx);
+        if self.run_filters(session, ctx, route).await? {
+            return Ok(true);
         }
 
         if !route.limits.is_empty() {
