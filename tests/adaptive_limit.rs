@@ -19,9 +19,12 @@ const SERVICE: Duration = Duration::from_millis(20);
 /// one at a time, so that they do not load the machine for each other.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The load generator stands for a trusted proxy: only from one is a
+/// client-sent `x-priority` believed.
 fn sections(backend: std::net::SocketAddr, limit: &str) -> String {
     format!(
-        "upstreams:\n  app: {{ backends: [{backend}], read_timeout: 30s }}\n\
+        "trusted_proxies: [127.0.0.1/32]\n\
+         upstreams:\n  app: {{ backends: [{backend}], read_timeout: 30s }}\n\
          limits:\n  guard: {limit}\n\
          routes:\n  - {{ upstream: app, limits: [guard] }}\n"
     )

@@ -64,7 +64,16 @@ impl RouteMetrics {
 }
 
 /// The `outcome` label values of `sluice_upstream_requests_total`.
-const OUTCOMES: [&str; 5] = ["ok", "connect_failure", "timeout", "reset", "error"];
+/// Every label `BackendMetrics` creates must be here, or forgetting a backend
+/// leaves its series behind.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "connect_failure",
+    "timeout",
+    "reset",
+    "client_deadline",
+    "error",
+];
 
 /// One backend's attempt counters.
 pub struct BackendMetrics {
