@@ -313,3 +313,41 @@ async fn a_late_decision_is_squared_with_redis_once_it_answers() {
         "five timeouts are not a failure rate"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_from_redis_are_loaded_again_on_the_next_decision() {
+    let redis = RedisServer::start();
+    let (backend, _) = echo("app").await;
+    // on_store_error: deny, so that a decision not made in Redis shows.
+    let sections = format!(
+        "redis: {{ url: {}, decision_timeout: 1s }}\n\
+         upstreams:\n  app: {{ backends: [{backend}] }}\n\
+         limits:\n  l: {{ algorithm: sliding_window, key: global, limit: 1000, window: 1h, \
+         store: redis, on_store_error: deny }}\n\
+         routes:\n  - {{ upstream: app, limits: [l] }}\n",
+        redis.url()
+    );
+    let gws = gateways(1, &sections).await;
+    let c = common::client();
+    for _ in 0..5 {
+        assert_eq!(c.get(gws[0].url("/")).send().await.unwrap().status(), 200);
+    }
+    // A restart or a failover to a node without them answers NOSCRIPT.
+    assert_eq!(redis.query(&["SCRIPT", "FLUSH"]).as_deref(), Some("OK"));
+    for i in 0..20 {
+        let r = c.get(gws[0].url("/")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i} after SCRIPT FLUSH");
+    }
+    let sample =
+        |reason: &str| format!("sluice_ratelimit_store_errors_total{{reason=\"{reason}\"}}");
+    assert_eq!(gws[0].metric(&sample("error")).await.unwrap_or(0.0), 0.0);
+    assert_eq!(
+        gws[0].metric(&fallbacks("l", "deny")).await.unwrap_or(0.0),
+        0.0,
+        "every decision was made in Redis"
+    );
+    assert_eq!(
+        redis.query(&["HGET", "sluice:{l:=}:sw", "c"]).as_deref(),
+        Some("25")
+    );
+}

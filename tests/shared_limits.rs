@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{client, echo};
 use redis_server::{RedisCluster, RedisServer};
-use shared_store::{early_in_a_second, gateways, saturated_window_total, within};
+use shared_store::{early_in_a_second, gateways, saturated_window_total, wait_members, within};
 
 /// The tests that run several gateways under load, one at a time: exact
 /// counts need every decision made in Redis, and on a 2-core machine four
@@ -90,6 +90,8 @@ fn shared_sections(redis: &str, backend: std::net::SocketAddr) -> String {
 async fn check_three_gateways_share(redis_yaml: &str, clock: impl Fn() -> u64) {
     let (backend, _) = echo("app").await;
     let gws = gateways(3, &shared_sections(redis_yaml, backend)).await;
+    // Each sees the three as members, on a cluster too (one key, one slot).
+    wait_members(&gws, 3).await;
     let tb: Vec<String> = gws.iter().map(|g| g.url("/tb")).collect();
     let sw: Vec<String> = gws.iter().map(|g| g.url("/sw")).collect();
     let urls: Vec<String> = tb.iter().chain(&sw).cloned().collect();
