@@ -189,8 +189,10 @@ impl RemoteLimit {
                     match self.read(reply.result, |v| scripts::token_bucket_status(gcra, v)) {
                         Some(s) => s,
                         None => {
-                            let args = vec![emission_us.clone(), tolerance_us.clone()];
-                            return failed(reply.late, Which::TokenBucket, key, args);
+                            return failed(reply.late, || {
+                                let args = vec![emission_us.clone(), tolerance_us.clone()];
+                                (Which::TokenBucket, key, args)
+                            })
                         }
                     };
                 if !status.admitted {
@@ -221,8 +223,10 @@ impl RemoteLimit {
                 let Some((status, idx)) = self.read(reply.result, |v| {
                     scripts::sliding_window_status(*limit, *window_ns, v)
                 }) else {
-                    let args = vec![window_us.clone(), limit_arg.clone()];
-                    return failed(reply.late, Which::SlidingWindow, key, args);
+                    return failed(reply.late, || {
+                        let args = vec![window_us.clone(), limit_arg.clone()];
+                        (Which::SlidingWindow, key, args)
+                    });
                 };
                 let undo = status.admitted.then(|| {
                     Undo(Call {
@@ -332,12 +336,19 @@ impl RemoteLimit {
     }
 }
 
-fn failed(late: Option<Late>, which: Which, key: String, args: Vec<String>) -> RemoteOutcome {
-    RemoteOutcome::Failed(late.map(|late| Reconcile {
-        late,
-        which,
-        key,
-        args,
+/// A failed decision; what squaring it needs is made only if it timed out.
+fn failed(
+    late: Option<Late>,
+    call: impl FnOnce() -> (Which, String, Vec<String>),
+) -> RemoteOutcome {
+    RemoteOutcome::Failed(late.map(|late| {
+        let (which, key, args) = call();
+        Reconcile {
+            late,
+            which,
+            key,
+            args,
+        }
     }))
 }
 

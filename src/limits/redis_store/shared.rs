@@ -19,15 +19,14 @@
 //! share: a gateway that got more than its share of Redis's admissions owes
 //! it, one that got less has it left, and over all gateways the two cancel.
 //! A stand-in that counted only when the store failed would be full whenever
-//! it is asked: on a busy machine a decision now and then misses
-//! `decision_timeout` while Redis is fine and the limit is exhausted, and a
-//! full stand-in admits each of them (about 160 over a bucket of 550 in 5 s
-//! on 2 cores, from 194 timeouts). Kept in step, it refuses them as Redis
-//! would have; and an outage that starts under load does not begin with
-//! every gateway's full burst on top of what Redis already granted.
-//! Concurrency stand-ins are not kept in step (that would hold a local slot
-//! for each shared lease): they are bounded by their `max/N` in flight
-//! either way.
+//! it is asked: an outage that starts under load would begin with every
+//! gateway's full burst on top of what Redis already granted, and a failure
+//! while the limit is exhausted (an error, or a timeout whose late reply
+//! never comes, which cannot be [squared](super::limit)) would be admitted.
+//! (A give-back to Redis, when a later limit of the request refuses, is not
+//! given back to the stand-in: that errs towards refusing.) Concurrency
+//! stand-ins are not kept in step (that would hold a local slot for each
+//! shared lease): they are bounded by their `max/N` in flight either way.
 
 use std::sync::Arc;
 
