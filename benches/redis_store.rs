@@ -78,6 +78,8 @@ fn metrics() -> StoreMetrics {
         timeouts: IntCounter::new("t", "t").expect("metric"),
         errors: IntCounter::new("e", "e").expect("metric"),
         duration: Histogram::with_opts(HistogramOpts::new("d", "d")).expect("metric"),
+        opened: IntCounter::new("o", "o").expect("metric"),
+        closed: IntCounter::new("c", "c").expect("metric"),
     }
 }
 
@@ -174,7 +176,7 @@ async fn decide_all(limit: &Arc<RemoteLimit>, n: usize, concurrency: usize) -> V
                 let t0 = Instant::now();
                 match limit.acquire(Some(key.as_bytes()), i as u64, 0).await {
                     RemoteOutcome::Decided { .. } => {}
-                    RemoteOutcome::Failed => panic!("the store failed to decide"),
+                    RemoteOutcome::Failed(_) => panic!("the store failed to decide"),
                 }
                 out.push(t0.elapsed().as_secs_f64());
             }

@@ -8,9 +8,9 @@
 //! one type and the engine is compiled once for them, with no boxing.
 //!
 //! A limit kept in the shared store has both halves: the remote one that
-//! asks Redis, and a local algorithm at `1/instances` of the limit's size
-//! that decides in its place when Redis cannot answer and the limit says
-//! `on_store_error: local`. The policy it advertises is always the limit as
+//! asks Redis, and a local algorithm at `1/N` of the limit's size (`N` the
+//! gateways sharing the store) that decides in its place when Redis cannot
+//! answer and the limit says `on_store_error: local`. The policy it advertises is always the limit as
 //! configured, whichever half decided.
 
 use std::sync::Arc;
@@ -95,7 +95,7 @@ impl Limiter {
             None => spec.algorithm.clone(),
         };
         let kind = match (Local::new(&algorithm, &spec), remote) {
-            (Some(local), Some(remote)) => Kind::Shared(SharedLimit::new(remote, local)),
+            (Some(local), Some(remote)) => Kind::Shared(SharedLimit::new(remote, local, &spec)),
             (Some(local), None) => Kind::Local(local),
             // The config keeps adaptive limits local.
             (None, _) => Kind::Adaptive(AdaptiveLimit::new(

@@ -46,6 +46,17 @@ impl Local {
         }
     }
 
+    /// Counts a request the shared store admitted, so that a stand-in keeps
+    /// in step with what this gateway spent (concurrency: nothing, a slot
+    /// would have to be held for the request's life).
+    pub fn spend(&self, key: u64, now: u64) {
+        match self {
+            Local::TokenBucket(b) => b.spend(key, now),
+            Local::SlidingWindow(w) => w.spend(key),
+            Local::Concurrency(_) => {}
+        }
+    }
+
     /// Keys holding per-key state (the sliding window's sketch has none).
     pub fn live_keys(&self) -> usize {
         match self {

@@ -213,6 +213,13 @@ impl SlidingWindow {
         }
     }
 
+    /// Counts a request admitted elsewhere (by the shared store, for a
+    /// stand-in kept in step with it), past the limit if need be: the count
+    /// leaves the estimate within two windows like any other.
+    pub fn spend(&self, key: u64) {
+        self.rate.observe(&key, 1);
+    }
+
     /// Takes back a count made by [`try_acquire`](Self::try_acquire).
     pub fn release(&self, key: u64) {
         self.rate.observe(&key, -1);

@@ -209,6 +209,17 @@ impl<S: WordMap> TokenBucket<S> {
         });
     }
 
+    /// Counts a token granted elsewhere (by the shared store, for a stand-in
+    /// kept in step with it), into debt past an empty bucket if need be, by
+    /// at most one more bucket: an empty bucket refills in `τ + T`, one in
+    /// full debt in twice that.
+    pub fn spend(&self, key: u64, now: u64) {
+        let most = now.saturating_add(self.gcra.full_ns().saturating_mul(2));
+        let _ = self.words.fetch_update(key, now, |tat| {
+            Some(tat.max(now).saturating_add(self.gcra.emission_ns).min(most))
+        });
+    }
+
     fn admitted(&self, new_tat: u64, now: u64) -> KeyStatus {
         let (remaining, wait_ns) = self.gcra.status(new_tat, now);
         KeyStatus {

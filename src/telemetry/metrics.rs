@@ -127,6 +127,7 @@ pub struct Metrics {
     client_refused: IntCounterVec,
     client_timeouts: IntCounterVec,
     store_fallback: IntCounterVec,
+    store_circuit: IntCounterVec,
     store_duration: Histogram,
     /// Per route name, kept across reloads like the Prometheus children.
     latency: Mutex<BTreeMap<String, Arc<LatencyHistogram>>>,
@@ -246,6 +247,12 @@ impl Metrics {
                 "Shared-limit decisions made by on_store_error instead of the store, by limit and mode.",
                 &["limit", "mode"],
             ),
+            store_circuit: counter(
+                &r,
+                "sluice_ratelimit_store_circuit_transitions_total",
+                "Changes of the shared store's circuit: to=open (an episode began), to=closed (it ended, or the store first connected).",
+                &["to"],
+            ),
             store_duration: store_duration(&r),
             latency,
             registry: r,
@@ -258,6 +265,8 @@ impl Metrics {
             timeouts: self.store_errors.with_label_values(&["timeout"]),
             errors: self.store_errors.with_label_values(&["error"]),
             duration: self.store_duration.clone(),
+            opened: self.store_circuit.with_label_values(&["open"]),
+            closed: self.store_circuit.with_label_values(&["closed"]),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Real redis-server processes for the shared-limit tests: one node, or a
 //! three-node cluster, on ephemeral ports, in the test's own directory.
+#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -256,9 +256,21 @@
     $("#adaptive").replaceChildren(...(adaptive.length
       ? adaptive.map(([name, d]) => el("div", { class: "upstream" }, el("h3", {}, name), kvPanel(d, { limit: name })))
       : [el("p", { class: "muted" }, "No adaptive limits configured.")]));
-    $("#redis").replaceChildren(status.redis && typeof status.redis === "object"
-      ? kvPanel(status.redis, { panel: "redis" })
-      : el("p", { class: "muted" }, "No Redis store configured."));
+    $("#redis").replaceChildren(...(status.redis && typeof status.redis === "object"
+      ? redisPanel(status.redis)
+      : [el("p", { class: "muted" }, "No Redis store configured.")]));
+  }
+
+  /// The store's fields, then the gateways sharing it, this one marked.
+  function redisPanel(redis) {
+    const { members, member, ...rest } = redis;
+    const panel = kvPanel(rest, { panel: "redis" });
+    if (!Array.isArray(members)) return [panel];
+    const items = members.map((m) => el("li", { dataset: { member: m } }, m,
+      m === member ? el("span", { class: "muted" }, " (this gateway)") : null));
+    return [panel,
+      el("h3", { class: "members-title" }, `Members (${members.length})`),
+      el("ul", { class: "kv members" }, ...(items.length ? items : [el("li", { class: "muted" }, "none seen yet")]))];
   }
 
   function renderUpstreams(status) {

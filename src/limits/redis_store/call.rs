@@ -1,10 +1,14 @@
 //! The vocabulary every part of the store speaks: which script, one call of
-//! it, why the store gave no answer, and the counters it reports.
+//! it, its reply or why the store gave none, and the counters it reports.
 //!
 //! Plain data with no behaviour, so that the connections, the store's thread,
 //! the leases and the limits can all name it without naming one another.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use prometheus::{Histogram, IntCounter};
+use redis::{RedisResult, Value};
 
 /// Counters the store reports to `/metrics`.
 #[derive(Clone)]
@@ -13,6 +17,10 @@ pub struct StoreMetrics {
     pub errors: IntCounter,
     /// Seconds from sending a decision to its reply.
     pub duration: Histogram,
+    /// The circuit opened (an episode began).
+    pub opened: IntCounter,
+    /// The circuit closed (an episode ended, or the first connection).
+    pub closed: IntCounter,
 }
 
 /// Why the store gave no answer.
@@ -22,6 +30,19 @@ pub enum StoreFailure {
     Unavailable,
     Timeout,
     Error(String),
+}
+
+/// The reply to a decision that missed `decision_timeout`, still on its way:
+/// Redis makes the decision when the call gets there, read or not.
+pub struct Late(pub Pin<Box<dyn Future<Output = RedisResult<Value>> + Send>>);
+
+/// What a decision sent to the store came to.
+pub struct Reply {
+    pub result: Result<Value, StoreFailure>,
+    /// The connection it went on (a follow-up call goes on the same one).
+    pub conn: usize,
+    /// Set when it timed out.
+    pub late: Option<Late>,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -57,6 +57,18 @@ fn escape_into(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// The key the store's probes write: a token bucket no limit can name (a
+/// limit's keys always end in `:ALG` after the tag).
+pub fn probe_key(prefix: &str) -> String {
+    format!("{prefix}:{{probe}}")
+}
+
+/// The sorted set of the gateways sharing this prefix (member → last
+/// heartbeat, ms): one key, so one slot of a cluster.
+pub fn members_key(prefix: &str) -> String {
+    format!("{prefix}:{{members}}")
+}
+
 /// The part of a key Redis Cluster hashes (the first `{...}` with something
 /// inside), as the cluster specification defines it.
 pub fn hash_tag(key: &str) -> &str {
@@ -80,6 +92,9 @@ mod tests {
         assert_eq!(k, "sluice:{per_ip:=10.0.0.1}:tb");
         assert_eq!(hash_tag(&k), "per_ip:=10.0.0.1");
         assert_eq!(redis_key("p", "l", None, "cc"), "p:{l:-}:cc");
+        assert_eq!(hash_tag(&probe_key("p")), "probe");
+        assert_eq!(hash_tag(&members_key("p")), "members");
+        assert_ne!(probe_key("p"), redis_key("p", "probe", None, "tb"));
         assert_ne!(
             redis_key("p", "l", None, "cc"),
             redis_key("p", "l", Some(b"-"), "cc"),

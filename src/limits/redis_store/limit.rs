@@ -13,13 +13,24 @@
 //! past the true instant. Sliding windows and concurrency limits have no such
 //! promise (a window's estimate decays; a lease can be released at any time)
 //! and are always asked.
+//!
+//! # A late decision is squared afterwards
+//! A decision that missed `decision_timeout` is still made by Redis when it
+//! gets there; meanwhile `on_store_error` decided the request. When the two
+//! differ the books are squared once the late reply comes (within a second,
+//! in the background): admitted here but refused there, the request is
+//! counted in Redis anyway (the scripts' mode `2`); admitted there but
+//! refused here, it is given back. On a busy machine a few decisions a
+//! second miss a 5 ms deadline while Redis is fine; squared, they cost the
+//! shared limit nothing instead of one admission over the limit each.
+//! (A token bucket's and a window's; a timed-out lease is released instead.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::IntCounter;
 
-use super::call::{Call, StoreFailure, Which};
+use super::call::{Call, Late, StoreFailure, Which};
 use super::held::release_call;
 use super::keys;
 use super::lease::Lease;
@@ -59,9 +70,22 @@ pub enum RemoteOutcome {
         /// How to take the admission back if a later limit refuses.
         undo: Option<Undo>,
     },
-    /// No answer in time: the limit's `on_store_error` decides.
-    Failed,
+    /// No answer in time: the limit's `on_store_error` decides, and tells
+    /// [`RemoteLimit::reconcile`] what it decided when there is a late reply.
+    Failed(Option<Reconcile>),
 }
+
+/// A decision that timed out, to square with what Redis made of it.
+pub struct Reconcile {
+    late: Late,
+    which: Which,
+    key: String,
+    /// The script's arguments before the mode.
+    args: Vec<String>,
+}
+
+/// How long a late reply is waited for.
+const LATE_WAIT: Duration = Duration::from_secs(1);
 
 /// A give-back owed to the store.
 pub struct Undo(Call);
@@ -156,14 +180,21 @@ impl RemoteLimit {
                     return decided(KeyStatus::rejected(until - now), None, None);
                 }
                 let key = self.key(value, "tb");
-                let (reply, conn) = self
+                let reply = self
                     .store
                     .decide(Which::TokenBucket, &key, &[emission_us, tolerance_us, "1"])
                     .await;
-                let status = match self.read(reply, |v| scripts::token_bucket_status(gcra, v)) {
-                    Some(s) => s,
-                    None => return RemoteOutcome::Failed,
-                };
+                let conn = reply.conn;
+                let status =
+                    match self.read(reply.result, |v| scripts::token_bucket_status(gcra, v)) {
+                        Some(s) => s,
+                        None => {
+                            return failed(reply.late, || {
+                                let args = vec![emission_us.clone(), tolerance_us.clone()];
+                                (Which::TokenBucket, key, args)
+                            })
+                        }
+                    };
                 if !status.admitted {
                     let until = now.saturating_add(status.wait_ns.unwrap_or(0));
                     let _ = deny.fetch_update(hash, now, |w| (until > w).then_some(until));
@@ -184,14 +215,18 @@ impl RemoteLimit {
                 limit_arg,
             } => {
                 let key = self.key(value, "sw");
-                let (reply, conn) = self
+                let reply = self
                     .store
                     .decide(Which::SlidingWindow, &key, &[window_us, limit_arg, "1"])
                     .await;
-                let Some((status, idx)) = self.read(reply, |v| {
+                let conn = reply.conn;
+                let Some((status, idx)) = self.read(reply.result, |v| {
                     scripts::sliding_window_status(*limit, *window_ns, v)
                 }) else {
-                    return RemoteOutcome::Failed;
+                    return failed(reply.late, || {
+                        let args = vec![window_us.clone(), limit_arg.clone()];
+                        (Which::SlidingWindow, key, args)
+                    });
                 };
                 let undo = status.admitted.then(|| {
                     Undo(Call {
@@ -216,12 +251,14 @@ impl RemoteLimit {
             } => {
                 let key = self.key(value, "cc");
                 let member = self.store.new_lease_member();
-                let (reply, conn) = self
+                let reply = self
                     .store
                     .decide(Which::Concurrency, &key, &[max_arg, ttl_us, &member, "1"])
                     .await;
-                let timed_out = matches!(reply, Err(StoreFailure::Timeout));
-                let Some(status) = self.read(reply, |v| scripts::concurrency_status(*max, v))
+                let conn = reply.conn;
+                let timed_out = matches!(reply.result, Err(StoreFailure::Timeout));
+                let Some(status) =
+                    self.read(reply.result, |v| scripts::concurrency_status(*max, v))
                 else {
                     if timed_out {
                         // The lease may yet be granted when the call gets there.
@@ -229,7 +266,7 @@ impl RemoteLimit {
                             release_call(key, member, max_arg.clone(), ttl_us.clone(), conn);
                         self.store.follow_up(release, conn);
                     }
-                    return RemoteOutcome::Failed;
+                    return RemoteOutcome::Failed(None);
                 };
                 let guard = status
                     .admitted
@@ -253,6 +290,39 @@ impl RemoteLimit {
         }
     }
 
+    /// Squares a decision that timed out with what Redis made of it, once
+    /// its reply comes: `admitted` is what `on_store_error` decided.
+    pub fn reconcile(&self, r: Reconcile, admitted: bool) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(reply)) = tokio::time::timeout(LATE_WAIT, r.late.0).await else {
+                return;
+            };
+            let Ok((admitted_there, window)) = scripts::acquire_outcome(&reply) else {
+                return;
+            };
+            let mut args = r.args;
+            match (admitted_there, admitted) {
+                (true, false) => {
+                    args.push("0".into());
+                    args.extend(window.map(|w| w.to_string()));
+                }
+                (false, true) => args.push("2".into()),
+                _ => return,
+            }
+            log::debug!(
+                "redis store: squaring a late decision on {} (admitted there: {admitted_there})",
+                r.key
+            );
+            store.background(Call {
+                which: r.which,
+                key: r.key,
+                args,
+                conn: None,
+            });
+        });
+    }
+
     /// Gives back an admission (a later limit of the request refused it).
     pub fn undo(&self, undo: Undo) {
         self.store.background(undo.0);
@@ -264,6 +334,22 @@ impl RemoteLimit {
             deny.sweep(now);
         }
     }
+}
+
+/// A failed decision; what squaring it needs is made only if it timed out.
+fn failed(
+    late: Option<Late>,
+    call: impl FnOnce() -> (Which, String, Vec<String>),
+) -> RemoteOutcome {
+    RemoteOutcome::Failed(late.map(|late| {
+        let (which, key, args) = call();
+        Reconcile {
+            late,
+            which,
+            key,
+            args,
+        }
+    }))
 }
 
 fn decided(status: KeyStatus, guard: Option<Lease>, undo: Option<Undo>) -> RemoteOutcome {

@@ -19,11 +19,15 @@
 //! - `conn`: connections to a node or a cluster behind one type.
 //! - `held`: the table of leases this gateway holds, and their calls.
 //! - `link`: connections, circuit and scripts together; runs one call.
-//! - `task`: the store's thread, which asks of its owner only a link and a
-//!   table of leases, so the store can own it without a circle.
+//! - `members`: the heartbeat that tells how many gateways share the store.
+//! - `task`: the store's thread, which asks of its owner only a link, a
+//!   table of leases and the membership, so the store can own it without a
+//!   circle.
 //! - `store`: [`RedisStore`], holding all of the above inline.
 //! - `lease`: the [`Lease`] guard, which keeps its store to release through.
-//! - `limit` ([`RemoteLimit`]), then `shared` ([`SharedLimit`]).
+//! - `limit` ([`RemoteLimit`]); `stand_in`, the local limit that decides in
+//!   the store's place, sized for the gateways sharing it; then `shared`
+//!   ([`SharedLimit`]), the two together.
 
 mod call;
 mod circuit;
@@ -33,16 +37,18 @@ pub mod keys;
 mod lease;
 mod limit;
 mod link;
+mod members;
 pub mod scripts;
 mod shared;
 mod spec;
+mod stand_in;
 mod store;
 mod task;
 
 pub use call::{Call, StoreFailure, StoreMetrics, Which};
 pub use circuit::Circuit;
 pub use lease::Lease;
-pub use limit::{RemoteLimit, RemoteOutcome, Undo};
+pub use limit::{Reconcile, RemoteLimit, RemoteOutcome, Undo};
 pub use shared::{SharedLimit, SharedPermit, SharedUndo};
 pub use spec::{
     redact, RedisNodes, RedisSpec, DEFAULT_CONNECTIONS, DEFAULT_DECISION_TIMEOUT, DEFAULT_PREFIX,

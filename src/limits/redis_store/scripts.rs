@@ -24,6 +24,10 @@
 //!   the previous window's count), rolled forward by the script when the
 //!   window changes; the proportional estimate `p·(1-f) + c` is computed in
 //!   the script and only admitted requests are counted.
+//! - A token bucket and a window can also be told to count one request
+//!   whatever they hold (mode `2`): a request a gateway admitted on its own
+//!   while the decision it sent was late, which Redis then refused (see
+//!   [`RemoteLimit`](super::limit::RemoteLimit)'s reconciling).
 //! - concurrency: a sorted set of leases scored by their expiry. Expired
 //!   leases are dropped before counting, so a gateway that died holding leases
 //!   gives them up after `lease_ttl`; a live gateway renews its leases.
@@ -35,8 +39,9 @@ use crate::limits::sliding_window::WindowCounts;
 use crate::limits::token_bucket::Gcra;
 
 /// `KEYS[1]` TAT (µs). `ARGV`: emission interval µs, tolerance µs, mode
-/// (`1` acquire, `0` give one token back). Acquire replies `{1, debt µs after}`
-/// or `{0, µs until admitted}`.
+/// (`1` acquire, `0` give one token back, `2` spend one token whatever the
+/// bucket holds). Acquire replies `{1, debt µs after}` or `{0, µs until
+/// admitted}`; the others `0`.
 pub const TOKEN_BUCKET: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -44,6 +49,11 @@ local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or 0
 if tat < now then tat = now end
+if ARGV[3] == '2' then
+  local spent = tat + T
+  redis.call('SET', KEYS[1], string.format('%.3f', spent), 'PX', math.ceil((spent - now) / 1000) + 1)
+  return 0
+end
 if ARGV[3] == '0' then
   local back = tat - T
   if back > now then
@@ -63,9 +73,10 @@ return {1, math.ceil(new - now)}
 "#;
 
 /// `KEYS[1]` hash `{w, c, p}`. `ARGV`: window µs, limit, mode (`1` acquire,
-/// `0` take back one request counted in window `ARGV[4]`). Acquire replies
-/// `{admitted, prev, curr, fraction in millionths, window index}`, with `curr`
-/// including this request when admitted.
+/// `0` take back one request counted in window `ARGV[4]`, `2` count one
+/// request whatever the estimate). Acquire replies `{admitted, prev, curr,
+/// fraction in millionths, window index}`, with `curr` including this request
+/// when admitted; the others `0`.
 pub const SLIDING_WINDOW: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -99,12 +110,14 @@ local f = (now - idx * win) / win
 if f < 0 then f = 0 end
 if f >= 1 then f = 0.999999 end
 local ppm = math.floor(f * 1000000)
-if p * (1 - f) + c + 1 > limit then
+local spend = ARGV[3] == '2'
+if not spend and p * (1 - f) + c + 1 > limit then
   return {0, p, c, ppm, idx}
 end
 c = c + 1
 redis.call('HSET', KEYS[1], 'w', string.format('%.0f', idx), 'c', c, 'p', p)
 redis.call('PEXPIRE', KEYS[1], math.ceil(2 * win / 1000) + 1000)
+if spend then return 0 end
 return {1, p, c, ppm, idx}
 "#;
 
@@ -203,6 +216,20 @@ pub fn sliding_window_status(
     Ok((status, idx))
 }
 
+/// Whether an acquire's reply admitted, and (a window's) the index of the
+/// window it was counted in.
+pub fn acquire_outcome(reply: &Value) -> Result<(bool, Option<i64>), BadReply> {
+    let Value::Array(items) = reply else {
+        return Err(BadReply(format!("expected an array, got {reply:?}")));
+    };
+    let int = |i: usize| match items.get(i) {
+        Some(Value::Int(n)) => Some(*n),
+        _ => None,
+    };
+    let admitted = int(0).ok_or_else(|| BadReply(format!("no verdict in {reply:?}")))?;
+    Ok((admitted == 1, int(4).filter(|_| items.len() == 5)))
+}
+
 /// The concurrency limit's reply.
 pub fn concurrency_status(max: u64, reply: &Value) -> Result<KeyStatus, BadReply> {
     let [admitted, held] = ints::<2>(reply)?;
@@ -266,6 +293,18 @@ mod tests {
             }
         );
         assert!(!concurrency_status(5, &arr(&[0, 5])).unwrap().admitted);
+    }
+
+    #[test]
+    fn a_late_reply_says_whether_it_admitted_and_where() {
+        assert_eq!(acquire_outcome(&arr(&[1, 100])), Ok((true, None)));
+        assert_eq!(acquire_outcome(&arr(&[0, 100])), Ok((false, None)));
+        assert_eq!(
+            acquire_outcome(&arr(&[1, 10, 4, 500_000, 77])),
+            Ok((true, Some(77)))
+        );
+        assert!(acquire_outcome(&Value::Nil).is_err());
+        assert!(acquire_outcome(&Value::Array(vec![Value::Nil])).is_err());
     }
 
     #[test]

@@ -11,7 +11,9 @@ pub struct RedisSpec {
     pub nodes: RedisNodes,
     /// The longest a request waits for the store.
     pub decision_timeout: Duration,
-    /// Gateways sharing the limits: a local fallback enforces `1/instances`.
+    /// Gateways sharing the limits, assumed until the first membership
+    /// heartbeat answers: a local fallback enforces `1/N` of a limit, `N`
+    /// the live members once seen.
     pub instances: u32,
     /// Multiplexed connections to a single node.
     pub connections: usize,

@@ -13,12 +13,13 @@
 //! # Parts
 //! The store is the top of this module's parts and holds the others inline:
 //! the [link](super::link) to Redis (connections, circuit, scripts), the
-//! [leases](super::held) it holds, and the [thread](super::task) it starts.
+//! [leases](super::held) it holds, the [members](super::members) sharing it,
+//! and the [thread](super::task) it starts.
 //! None of them names the store; the thread asks of it only what
 //! [`Owner`] says. What is left here is what needs the store as a whole:
 //! picking a connection for a decision (each worker thread's own, see
 //! [`thread_conn`](RedisStore::thread_conn)), queueing background calls,
-//! naming leases, and `/status`.
+//! naming leases, the share a local fallback enforces, and `/status`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -26,10 +27,11 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::call::{Call, StoreFailure, StoreMetrics, Which};
+use super::call::{Call, Reply, StoreFailure, StoreMetrics, Which};
 use super::conn::{self, Conn};
 use super::held::Held;
 use super::link::Link;
+use super::members::{self, Members};
 use super::spec::{redact, RedisNodes, RedisSpec};
 use super::task::{Owner, Runner};
 
@@ -45,6 +47,7 @@ pub struct RedisStore {
     instance: String,
     lease_seq: AtomicU64,
     leases: Held,
+    members: Members,
 }
 
 impl Owner for RedisStore {
@@ -55,12 +58,17 @@ impl Owner for RedisStore {
     fn leases(&self) -> &Held {
         &self.leases
     }
+
+    fn members(&self) -> &Members {
+        &self.members
+    }
 }
 
 impl RedisStore {
     /// A store for `spec`. Opens nothing: see the module doc.
     pub fn new(spec: RedisSpec, metrics: StoreMetrics) -> Arc<RedisStore> {
         Arc::new(RedisStore {
+            members: Members::new(&spec.prefix),
             link: Link::new(spec, metrics),
             next_conn: AtomicUsize::new(0),
             runner: OnceLock::new(),
@@ -72,6 +80,12 @@ impl RedisStore {
 
     pub fn spec(&self) -> &RedisSpec {
         self.link.spec()
+    }
+
+    /// How many gateways share the store, for a local fallback to enforce its
+    /// share: the live members last seen, or `instances` before that.
+    pub fn share(&self) -> u32 {
+        self.members.live().unwrap_or(self.spec().instances).max(1)
     }
 
     /// Starts the store's thread if it is not running yet.
@@ -87,18 +101,17 @@ impl RedisStore {
     /// Runs one script for a request, within `decision_timeout`, and says
     /// which connection it used (a follow-up call goes on the same one, so
     /// Redis sees the two in order: see [`follow_up`](Self::follow_up)).
-    pub async fn decide(
-        self: &Arc<Self>,
-        which: Which,
-        key: &str,
-        args: &[&str],
-    ) -> (Result<Value, StoreFailure>, usize) {
+    pub async fn decide(self: &Arc<Self>, which: Which, key: &str, args: &[&str]) -> Reply {
         self.ensure_started();
         let Some(conns) = self.link.ready_conns() else {
-            return (Err(StoreFailure::Unavailable), 0);
+            return Reply {
+                result: Err(StoreFailure::Unavailable),
+                conn: 0,
+                late: None,
+            };
         };
         if let Some((local, ready)) = self.thread_conn() {
-            let result = self
+            let (result, late) = self
                 .link
                 .call(std::slice::from_ref(&local), 0, which, key, args)
                 .await;
@@ -112,10 +125,19 @@ impl RedisStore {
             {
                 tokio::spawn(warm_up(Arc::downgrade(self), local, ready));
             }
-            return (result, THIS_THREAD);
+            return Reply {
+                result,
+                conn: THIS_THREAD,
+                late,
+            };
         }
         let index = self.next_conn.fetch_add(1, Ordering::Relaxed) % conns.len().max(1);
-        (self.link.call(&conns, index, which, key, args).await, index)
+        let (result, late) = self.link.call(&conns, index, which, key, args).await;
+        Reply {
+            result,
+            conn: index,
+            late,
+        }
     }
 
     /// This thread's own connection to a single node, made on first use.
@@ -231,6 +253,9 @@ impl RedisStore {
             "last_error": last_error,
             "decision_timeout_ms": spec.decision_timeout.as_secs_f64() * 1e3,
             "instances": spec.instances,
+            "live_instances": self.share(),
+            "member": members::process_id(),
+            "members": self.members.list(),
             "leases_held": self.held_leases(),
         })
     }

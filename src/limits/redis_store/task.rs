@@ -1,5 +1,5 @@
-//! The store's own thread: connects, probes an open circuit, and runs the
-//! calls no request waits for.
+//! The store's own thread: connects, probes an open circuit, announces this
+//! gateway in the store, and runs the calls no request waits for.
 //!
 //! It holds only a weak reference to the store: when a reload replaces the
 //! store and the last request using the old one ends, the store is dropped,
@@ -8,9 +8,13 @@
 //! where the last request would drop it).
 //!
 //! The store owns the [`Runner`], so this file cannot name the store: it asks
-//! of it only what [`Owner`] says (the [link](super::link) to Redis and the
-//! [leases](super::held) to renew), and the store implements that. The thread
-//! is generic over its owner, so this costs no indirection.
+//! of it only what [`Owner`] says (the [link](super::link) to Redis, the
+//! [leases](super::held) to renew and the [membership](super::members) to
+//! keep), and the store implements that. The thread is generic over its
+//! owner, so this costs no indirection.
+//!
+//! Probes and heartbeats run as tasks of their own, one of each at a time:
+//! a slow Redis delays neither the other nor the give-backs queued meanwhile.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -20,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::call::Call;
 use super::held::Held;
 use super::link::Link;
+use super::members::{Members, HEARTBEAT_EVERY};
 
 /// How often a missing connection or an open circuit is retried.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -28,6 +33,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(200);
 pub trait Owner: Send + Sync + 'static {
     fn link(&self) -> &Link;
     fn leases(&self) -> &Held;
+    fn members(&self) -> &Members;
 }
 
 pub struct Runner {
@@ -79,7 +85,8 @@ async fn run<S: Owner>(
         .map_or(Duration::from_secs(10), |s| s.leases().renew_every());
     let mut renew = tokio::time::interval(renew_every);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut down_logged = false;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => return,
@@ -89,7 +96,11 @@ async fn run<S: Owner>(
             }
             _ = probe.tick() => {
                 let Some(s) = store.upgrade() else { return };
-                s.link().maintain(&mut down_logged).await;
+                tokio::spawn(async move { s.link().maintain().await });
+            }
+            _ = heartbeat.tick() => {
+                let Some(s) = store.upgrade() else { return };
+                tokio::spawn(async move { s.members().beat(s.link()).await });
             }
             _ = renew.tick() => {
                 let Some(s) = store.upgrade() else { return };
