@@ -33,6 +33,8 @@ pub mod keys;
 mod lease;
 mod limit;
 mod link;
+#[cfg(test)]
+mod redis_tests;
 pub mod scripts;
 mod shared;
 mod spec;
