@@ -230,11 +230,12 @@ async fn slower_than_decision_timeout() {
     .await;
 }
 
-/// The TAT (µs on Redis's clock) of a token bucket key, 0 if absent.
+/// The TAT (µs on Redis's clock) of a token bucket key, 0 if absent (the
+/// value is `TAT` or `TAT FLOOR`).
 fn tat(redis: &RedisServer, key: &str) -> f64 {
     redis
         .query(&["GET", key])
-        .and_then(|v| v.parse().ok())
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
 }
 

@@ -3,16 +3,24 @@
 //!
 //! # The deny cache
 //! A token bucket that refuses a key says how long until its next token, and
-//! in GCRA nothing another gateway does can bring that instant closer (their
-//! admissions only push it later; a refusal moves nothing). So the key is
-//! refused here, without asking Redis, until that instant: a client that keeps
-//! knocking on a closed bucket costs no round trip at all until its
-//! `Retry-After` is up, which is where a shared limiter spends most of its
-//! round trips under abuse. The instant is measured from when the request was
-//! decided here, before the script ran in Redis, so the cache never refuses
-//! past the true instant. Sliding windows and concurrency limits have no such
-//! promise (a window's estimate decays; a lease can be released at any time)
-//! and are always asked.
+//! nothing any gateway does can bring that instant closer: admissions only
+//! push it later, a refusal moves nothing, and a give-back (a token returned
+//! because a later limit of the request refused it, on this gateway or any
+//! other) is held by the script to the latest instant a refusal promised (see
+//! [`scripts`]). So the key is refused here, without asking Redis, until that
+//! instant: a client that keeps knocking on a closed bucket costs no round
+//! trip at all until its `Retry-After` is up, which is where a shared limiter
+//! spends most of its round trips under abuse. The instant is measured from
+//! when the request was decided here, before the script ran in Redis, so the
+//! cache never refuses past the true instant.
+//!
+//! The cache could instead have been kept only for a limit alone on its
+//! routes, where nothing is given back; but a gateway cannot see the routes
+//! of the others sharing the limit, so that would be exact only as long as
+//! every gateway ran the same config. Holding give-backs to the promise makes
+//! it exact whatever they run. Sliding windows and concurrency limits have
+//! no such promise (a window's estimate decays; a lease can be released at
+//! any time) and are always asked.
 //!
 //! # A late decision is squared afterwards
 //! A decision that missed `decision_timeout` is still made by Redis when it

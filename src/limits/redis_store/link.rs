@@ -47,9 +47,11 @@ const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(1);
 /// Probes per connection in one round; all must answer in time to close the
 /// circuit, so that a Redis that answers now and then does not flap it.
 const PROBES_PER_CONN: usize = 3;
-/// The probe's bucket: a token every nanosecond, a day of burst; it always
-/// admits, so it always writes.
-const PROBE_ARGS: [&str; 3] = ["0.001", "86400000000", "1"];
+/// The probe's bucket: a token every microsecond, a day of burst; it always
+/// admits, so it always writes. (Not finer: at Redis's clock in µs since 1970
+/// a double has a quarter-µs grain, and a TAT that does not move past `now`
+/// is deleted, not written, which an out-of-memory Redis allows.)
+const PROBE_ARGS: [&str; 3] = ["1", "86400000000", "1"];
 
 /// The scripts, hashed once per process: the same for every store, and
 /// `'static`, so that a late reply can outlive the request that sent it.

@@ -38,6 +38,8 @@ mod lease;
 mod limit;
 mod link;
 mod members;
+#[cfg(test)]
+mod redis_tests;
 pub mod scripts;
 mod shared;
 mod spec;

@@ -17,9 +17,17 @@
 //!
 //! # The three algorithms
 //! - token bucket: GCRA on one string key holding the TAT. A refusal does not
-//!   touch the key, so a client hammering a closed bucket does not extend its
-//!   own wait, and another gateway's admissions can only push the instant of
-//!   the next token later: what the local deny cache relies on.
+//!   move it, so a client hammering a closed bucket does not extend its own
+//!   wait, and another gateway's admissions can only push the instant of the
+//!   next token later. A give-back (a later limit of the request refused it)
+//!   is the one thing that brings that instant closer, and it may come from
+//!   any gateway. So a refusal records the instant it promised (the *floor*,
+//!   written after the TAT in the same string, once per TAT, and dropped once
+//!   past), and a give-back never moves the next token before it. That keeps
+//!   every refusal exact until its `Retry-After`, which the local deny cache
+//!   relies on (see `limit.rs`). The price: a token given back while a client
+//!   was told to wait is usable only when that wait is over, which costs at
+//!   most one token's worth of time in that race.
 //! - sliding window: one hash `{w, c, p}` (current window index, its count,
 //!   the previous window's count), rolled forward by the script when the
 //!   window changes; the proportional estimate `p·(1-f) + c` is computed in
@@ -38,37 +46,60 @@ use crate::limits::limit::KeyStatus;
 use crate::limits::sliding_window::WindowCounts;
 use crate::limits::token_bucket::Gcra;
 
-/// `KEYS[1]` TAT (µs). `ARGV`: emission interval µs, tolerance µs, mode
-/// (`1` acquire, `0` give one token back, `2` spend one token whatever the
-/// bucket holds). Acquire replies `{1, debt µs after}` or `{0, µs until
-/// admitted}`; the others `0`.
+/// `KEYS[1]` the TAT (µs), followed by the latest instant a refusal promised
+/// the next token at while that instant is to come (`"TAT FLOOR"`). `ARGV`:
+/// emission interval µs, tolerance µs, mode (`1` acquire, `0` give one token
+/// back, `2` spend one token whatever the bucket holds). Acquire replies
+/// `{1, debt µs after}` or `{0, µs until admitted}`; the others `0`.
+/// A give-back never moves the next token (TAT − τ) before the floor: see the
+/// module doc.
 pub const TOKEN_BUCKET: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+local v = redis.call('GET', KEYS[1])
+local tat, floor = 0, 0
+if v then
+  local a, b = string.match(v, '^(%S+) (%S+)$')
+  if a then
+    tat, floor = tonumber(a) or 0, tonumber(b) or 0
+  else
+    tat = tonumber(v) or 0
+  end
+end
 if tat < now then tat = now end
+if floor <= now then floor = 0 end
+local function put(new)
+  local last = math.max(new, floor)
+  if last <= now then
+    redis.call('DEL', KEYS[1])
+    return
+  end
+  local value = string.format('%.3f', new)
+  if floor > 0 then value = value .. ' ' .. string.format('%.0f', floor) end
+  redis.call('SET', KEYS[1], value, 'PX', math.ceil((last - now) / 1000) + 1)
+end
 if ARGV[3] == '2' then
-  local spent = tat + T
-  redis.call('SET', KEYS[1], string.format('%.3f', spent), 'PX', math.ceil((spent - now) / 1000) + 1)
+  put(tat + T)
   return 0
 end
 if ARGV[3] == '0' then
-  local back = tat - T
-  if back > now then
-    redis.call('SET', KEYS[1], string.format('%.3f', back), 'PX', math.ceil((back - now) / 1000) + 1)
-  else
-    redis.call('DEL', KEYS[1])
-  end
+  local back = math.max(tat - T, floor + tau)
+  if back < tat then put(back) end
   return 0
 end
 local debt = tat - now
 if debt > tau then
-  return {0, math.ceil(debt - tau)}
+  local wait = math.ceil(debt - tau)
+  if now + wait > floor then
+    floor = now + wait
+    put(tat)
+  end
+  return {0, wait}
 end
 local new = tat + T
-redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.ceil((new - now) / 1000) + 1)
+put(new)
 return {1, math.ceil(new - now)}
 "#;
 
